@@ -1,0 +1,40 @@
+# Two commands for a fresh machine: `make demo` (the whole pipeline on bundled sample photos) and `make test`.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+VENV ?= .venv
+PY := $(VENV)/bin/python
+OUT ?= output
+WEIGHTS ?=
+MODEL ?= resnet18
+
+.PHONY: demo test gifs quality bench clean
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.txt -r requirements-dev.txt
+	touch $@
+
+demo: $(VENV)/.installed
+	$(PY) -m photomap.sample $(OUT)/sample_photos
+	$(PY) process_photos.py -d $(OUT)/sample_photos -o $(OUT)/torch_thumbs -s 224 \
+		-l $(OUT)/torch_thumbs.meta | tee -a $(OUT)/torch_thumbs.meta > /dev/null
+	find $(OUT)/torch_thumbs -name \*.jpg | $(PY) embeddings.py -o $(OUT)/features_$(MODEL) \
+		-m $(MODEL) $(if $(WEIGHTS),--weights $(WEIGHTS)) -
+	$(PY) visualize.py --meta $(OUT)/torch_thumbs.meta --thumbs $(OUT)/torch_thumbs \
+		--features $(OUT)/features_$(MODEL) -o $(OUT)/map_$(MODEL).html
+	@echo "Map written. Look at it with:"
+	@echo "  cd $(OUT) && python3 -m http.server 8000 --bind 127.0.0.1"
+	@echo "  then open http://127.0.0.1:8000/map_$(MODEL).html"
+
+test: $(VENV)/.installed
+	$(PY) -m pytest -q -ra tests
+
+gifs: $(VENV)/.installed
+	$(PY) gifs/record.py $(if $(WEIGHTS),--weights $(WEIGHTS))
+
+quality: $(VENV)/.installed
+	$(PY) bench/quality.py $(OUT)/sample_photos $(if $(WEIGHTS),--weights $(WEIGHTS))
+
+clean:
+	rm -rf $(OUT)
