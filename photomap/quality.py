@@ -1,0 +1,93 @@
+"""Map-quality figures: does the feature space find edited copies, and does the 2-D map keep neighbours?
+
+All functions take plain arrays, so they are tested on data with known answers and used by
+``bench/quality.py`` on the real pipeline's output.
+"""
+import numpy as np
+
+EDITS = ("crop90", "downscale50", "jpeg60", "bright115")
+
+
+def make_edits(src_path, dest_for_edit):
+    """Write the four edited copies of one photo; ``dest_for_edit(name)`` gives each output path.
+
+    crop90: the central 90 %; downscale50: half the size; jpeg60: re-compressed at quality 60;
+    bright115: brightness +15 %. The source's EXIF orientation is applied first, as a viewer would.
+    """
+    from PIL import Image, ImageEnhance, ImageOps
+
+    with Image.open(src_path) as im:
+        im.seek(0)
+        img = ImageOps.exif_transpose(im)
+        img = img.convert("RGB")
+    w, h = img.size
+    dx, dy = round(w * 0.05), round(h * 0.05)
+    edits = {
+        "crop90": (img.crop((dx, dy, w - dx, h - dy)), 90),
+        "downscale50": (img.resize((max(1, w // 2), max(1, h // 2)), Image.LANCZOS), 90),
+        "jpeg60": (img, 60),
+        "bright115": (ImageEnhance.Brightness(img).enhance(1.15), 90),
+    }
+    for name, (out, quality) in edits.items():
+        out.save(dest_for_edit(name), "JPEG", quality=quality)
+
+
+def _knn(points, k, metric):
+    """Indices of the ``k`` nearest other points of each row (itself excluded)."""
+    from sklearn.neighbors import NearestNeighbors
+
+    k = min(k, len(points) - 1)
+    nn = NearestNeighbors(n_neighbors=k + 1, metric=metric).fit(points)
+    idx = nn.kneighbors(points, return_distance=False)
+    out = np.empty((len(points), k), dtype=np.int64)
+    for i, row in enumerate(idx):  # drop self (not always column 0 when points coincide)
+        row = row[row != i]
+        out[i] = row[:k]
+    return out
+
+
+def copy_recall(points, copies, k, metric, siblings=None):
+    """Share of copies whose original is among their ``k`` nearest points.
+
+    ``copies`` is a list of ``(copy_index, original_index)``. ``siblings[copy_index]`` is the set of
+    indices of the other edits of the same original: they are not counted as neighbours, so the
+    question is "is the original found", not "is some other edit of it closer".
+    """
+    if not copies:
+        return float("nan")
+    from sklearn.neighbors import NearestNeighbors
+
+    extra = max((len(s) for s in (siblings or {}).values()), default=0)
+    n_query = min(len(points), k + 1 + extra)
+    nn = NearestNeighbors(n_neighbors=n_query, metric=metric).fit(points)
+    query = np.array([c for c, _ in copies])
+    idx = nn.kneighbors(points[query], return_distance=False)
+    hits = 0
+    for (copy, original), row in zip(copies, idx):
+        skip = {copy} | set((siblings or {}).get(copy, ()))
+        row = [j for j in row if j not in skip][:k]
+        hits += original in row
+    return hits / len(copies)
+
+
+def neighbour_preservation(features, coords, k=10):
+    """Mean share of each point's ``k`` nearest feature-space (cosine) neighbours that are also
+    among its ``k`` nearest map neighbours: 1.0 means the map keeps every local neighbourhood."""
+    if len(features) < 3:
+        return float("nan")
+    a = _knn(features, k, "cosine")
+    b = _knn(coords, k, "euclidean")
+    return float(np.mean([len(set(x) & set(y)) / len(x) for x, y in zip(a, b)]))
+
+
+def label_agreement(coords, labels, k=10):
+    """``(share, chance)``: mean share of each point's ``k`` map neighbours with its own label,
+    and the share expected from random neighbours (sum of squared label frequencies)."""
+    labels = np.asarray(labels)
+    if len(labels) < 3:
+        return float("nan"), float("nan")
+    idx = _knn(coords, k, "euclidean")
+    share = float(np.mean(labels[idx] == labels[:, None]))
+    _, counts = np.unique(labels, return_counts=True)
+    chance = float(np.sum((counts / counts.sum()) ** 2))
+    return share, chance

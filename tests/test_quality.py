@@ -1,0 +1,53 @@
+"""The map-quality metrics on data whose answers are known."""
+import numpy as np
+from PIL import Image
+
+from conftest import make_photo
+from photomap import quality
+
+
+def test_copy_recall_finds_originals_and_ignores_siblings():
+    # Originals at 0, 10, 20 on a line; their copies sit close to them.
+    pts = np.array([[0.0], [10.0], [20.0], [0.4], [10.4], [19.6], [0.3]])
+    pairs = [(3, 0), (4, 1), (5, 2), (6, 0)]
+    siblings = {3: {6}, 6: {3}, 4: set(), 5: set()}
+    assert quality.copy_recall(pts, pairs, 1, "euclidean", siblings) == 1.0
+    # A copy placed next to the wrong original is a miss.
+    wrong = pts.copy()
+    wrong[5] = [9.0]  # now nearer to original 1 than to its own original 2
+    assert quality.copy_recall(wrong, pairs, 1, "euclidean", siblings) == 0.75
+    # Without the sibling rule, copy 6's nearest point is its sibling 3, not the original.
+    assert quality.copy_recall(pts, pairs, 1, "euclidean", None) == 0.5
+
+
+def test_neighbour_preservation_is_one_for_isometry_and_low_for_shuffle():
+    rng = np.random.default_rng(0)
+    angle = np.sort(rng.uniform(0, np.pi, 200))
+    radius = rng.uniform(1, 5, 200)  # cosine ignores length: neighbours are by angle only
+    feats = np.stack([np.cos(angle), np.sin(angle)], 1) * radius[:, None]
+    coords = np.stack([angle * 7.0, np.zeros_like(angle)], 1)  # the angle laid out on a line
+    assert quality.neighbour_preservation(feats, coords, k=10) > 0.95
+    shuffled = coords[rng.permutation(len(coords))]
+    assert quality.neighbour_preservation(feats, shuffled, k=10) < 0.3
+
+
+def test_label_agreement_against_chance():
+    coords = np.concatenate([np.zeros((30, 2)), np.full((30, 2), 100.0)]) + \
+        np.random.default_rng(1).normal(size=(60, 2))
+    labels = ["a"] * 30 + ["b"] * 30
+    share, chance = quality.label_agreement(coords, labels, k=10)
+    assert share == 1.0 and abs(chance - 0.5) < 1e-9
+    share, _ = quality.label_agreement(coords, ["a", "b"] * 30, k=10)
+    assert share < 0.7
+
+
+def test_make_edits_writes_four_distinct_jpegs(tmp_path):
+    src = make_photo(tmp_path / "p.jpg", size=(400, 300))
+    out = {}
+    quality.make_edits(src, lambda e: out.setdefault(e, str(tmp_path / (e + ".jpg"))))
+    assert sorted(out) == sorted(quality.EDITS)
+    sizes = {e: Image.open(p).size for e, p in out.items()}
+    assert sizes["crop90"] == (360, 270) and sizes["downscale50"] == (200, 150)
+    assert sizes["jpeg60"] == sizes["bright115"] == (400, 300)
+    bright = np.asarray(Image.open(out["bright115"]), float).mean()
+    assert bright > np.asarray(Image.open(src), float).mean() * 1.08
