@@ -31,18 +31,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from photomap import features, meta, quality  # noqa: E402
-from photomap.thumbs import IMAGE_EXTENSIONS  # noqa: E402
-
-
-def list_photos(folder):
-    """Relative paths of the photos under ``folder`` (hidden entries skipped), sorted."""
-    out = []
-    for dirpath, dirnames, filenames in os.walk(folder):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for name in sorted(filenames):
-            if not name.startswith(".") and os.path.splitext(name)[1][1:].lower() in IMAGE_EXTENSIONS:
-                out.append(os.path.relpath(os.path.join(dirpath, name), folder))
-    return out
+from photomap.thumbs import DEFAULT_EXTENSIONS, crawl  # noqa: E402
 
 
 def sha256(path):
@@ -102,7 +91,7 @@ def main(argv=None) -> int:
 
 def evaluate(args, work):
     photos_in = os.path.join(work, "photos")
-    originals = list_photos(args.photos)
+    originals = [os.path.relpath(p, args.photos) for p in crawl(args.photos, frozenset(DEFAULT_EXTENSIONS))]
     copies = {}  # copy path -> original path
     for rel in originals:
         src = os.path.join(args.photos, rel)
