@@ -4,6 +4,8 @@ import tempfile
 from contextlib import contextmanager
 
 TMP_PREFIX = ".tmp-"  # hidden and without the final suffix, so `find -name '*.jpg'` never sees it
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 
 
 @contextmanager
@@ -15,6 +17,7 @@ def atomic_write(path, mode="wb"):
     folder, name = os.path.split(os.fspath(path))
     fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX + name + ".", dir=folder or ".")
     try:
+        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the usual permissions
         with os.fdopen(fd, mode) as f:
             yield f
         os.replace(tmp, path)

@@ -1,0 +1,169 @@
+#!/usr/bin/env python3
+"""flock /tmp/bench.lock .venv/bin/python bench/bench_map.py            # 10k and 100k points
+flock /tmp/bench.lock .venv/bin/python bench/bench_map.py --sizes 10000
+
+Stage 3 at scale: synthetic 512-d features and tiny thumbnails (scratch data in bench/out/, reused),
+then UMAP time, page build time and size, and in headless chromium the time to first render, the
+hover-to-tooltip and hover-to-image latencies and how many tooltip images a hover leaves (must be 1).
+The reference is bokeh's own hit test at the same spot: the number of points under the cursor, i.e.
+how many tooltips (and thumbnail requests) bokeh's default hover would have stacked there.
+"""
+import argparse
+import os
+import statistics
+import sys
+import time
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from photomap import browser, features, layout, meta, page  # noqa: E402
+
+OUT = os.path.join(ROOT, "bench", "out")
+DIM = 512
+
+
+def make_dataset(n, seed=0):
+    """Write n photos' thumbnails, vectors and .meta log under bench/out/n<N>/ (kept between runs)."""
+    from PIL import Image
+    import io
+
+    root = os.path.join(OUT, "n%d" % n)
+    thumbs, feats = os.path.join(root, "torch_thumbs"), os.path.join(root, "features_resnet18")
+    meta_path = os.path.join(root, "torch_thumbs.meta")
+    if os.path.exists(meta_path):
+        return root, meta_path, thumbs, feats
+    os.makedirs(thumbs, exist_ok=True)
+    os.makedirs(feats, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(40, DIM)).astype(np.float32)
+    jpegs = []
+    for k in range(40):  # tiny JPEGs, one colour per cluster, encoded once
+        buf = io.BytesIO()
+        Image.new("RGB", (32, 24), tuple(int(c) for c in rng.integers(0, 256, 3))).save(buf, "JPEG")
+        jpegs.append(buf.getvalue())
+    lines = []
+    for i in range(n):
+        md5 = "%032x" % (0x5EED0000 + i)
+        k = int(rng.integers(0, 40))
+        vec = np.maximum(centres[k] + 0.5 * rng.normal(size=DIM).astype(np.float32), 0)  # ReLU-like
+        features.save_vector(features.feature_path_for_md5(feats, md5), vec)
+        with open(os.path.join(thumbs, md5 + ".jpg"), "wb") as f:
+            f.write(jpegs[k])
+        lines.append(meta.format_entry(md5, "/photos/%04d/folder_%02d/IMG_%06d.jpg" % (2000 + k % 25, k, i)))
+    with open(meta_path + ".tmp", "w", encoding="utf-8") as f:
+        f.write("".join(lines))
+    os.replace(meta_path + ".tmp", meta_path)
+    return root, meta_path, thumbs, feats
+
+
+HOVER_PROBE_JS = """
+const tips = [...document.querySelectorAll('.%s')].filter((t) => getComputedStyle(t).display != 'none');
+const imgs = tips.flatMap((t) => [...t.querySelectorAll('img')]);
+const pv = Bokeh.index.query_one((v) => v.model != null && v.model.name == '%s' && v.frame != null);
+return [tips.length, imgs.length, imgs.length ? imgs[0].naturalWidth : 0,
+        imgs.length ? imgs[0].getAttribute('src') : null,
+        pv.model.renderers[0].data_source.inspected.indices.length];
+""" % (page.TOOLTIP_CLASS, page.PLOT_NAME)
+
+
+def browser_figures(site_root, coords, n_hovers=15):
+    """Time to first render, hover latencies, tooltip images and requests per hover in chromium."""
+    rng = np.random.default_rng(1)
+    out = {}
+    with browser.serve(site_root) as server, browser.chrome() as d:
+        d.set_page_load_timeout(300)
+        d.get(server.url + "map.html")
+        browser.wait_for_plot(d, page.PLOT_NAME, timeout=300)
+        out["first_render_s"] = d.execute_script("return performance.now()") / 1000
+        to_tip, to_img, imgs_after, under_cursor, requests = [], [], [], [], []
+        for j in rng.choice(len(coords), n_hovers, replace=False):
+            cx, cy = browser.data_to_client(d, page.PLOT_NAME, *coords[j])
+            browser.mouse_move(d, cx + 40, cy + 40)  # somewhere else first
+            time.sleep(0.3)
+            before = len([p for p, _ in server.requests() if p.endswith(".jpg")])
+            t0 = time.perf_counter()
+            browser.mouse_move(d, cx, cy)
+            t_tip = None
+            while time.perf_counter() - t0 < 10:
+                tips, nimg, width, src, hits = d.execute_script(HOVER_PROBE_JS)
+                if tips and t_tip is None:
+                    t_tip = time.perf_counter() - t0
+                if tips and width > 0:
+                    break
+            t_img = time.perf_counter() - t0
+            to_tip.append(t_tip if t_tip is not None else float("nan"))
+            to_img.append(t_img)
+            imgs_after.append(nimg)
+            under_cursor.append(hits)
+            time.sleep(0.2)
+            requests.append(len([p for p, _ in server.requests() if p.endswith(".jpg")]) - before)
+        d.save_screenshot(os.path.join(site_root, "hover.png"))
+        out.update(hover_to_tooltip_ms=1000 * statistics.median(to_tip),
+                   hover_to_image_ms=1000 * statistics.median(to_img),
+                   hover_to_image_max_ms=1000 * max(to_img),
+                   tooltip_images=sorted(set(imgs_after)), thumb_requests_per_hover=sorted(set(requests)),
+                   points_under_cursor_median=statistics.median(under_cursor),
+                   points_under_cursor_max=max(under_cursor))
+    return out
+
+
+def warm_up_numba():
+    """Seconds for a tiny UMAP run: numba compiles umap-learn's kernels once per process, and that
+    one-time cost would otherwise be billed to whichever size is measured first."""
+    t = time.perf_counter()
+    layout.embed(np.random.default_rng(0).normal(size=(300, DIM)).astype(np.float32), log=None)
+    return time.perf_counter() - t
+
+
+def run(n):
+    t = time.perf_counter()
+    root, meta_path, thumbs, feats = make_dataset(n)
+    gen_s = time.perf_counter() - t
+    t = time.perf_counter()
+    photos = layout.join(meta_path, thumbs, feats, log=None)
+    join_s = time.perf_counter() - t
+    html = os.path.join(root, "map.html")
+    for p in layout.coords_paths(html):  # time UMAP itself, not the cache
+        if os.path.exists(p):
+            os.unlink(p)
+    t = time.perf_counter()
+    coords, _ = layout.load_or_embed(photos, html, log=None)
+    umap_s = time.perf_counter() - t
+    t = time.perf_counter()
+    coords2, reused = layout.load_or_embed(photos, html, log=None)
+    cache_s = time.perf_counter() - t
+    assert reused and np.allclose(coords, coords2)
+    t = time.perf_counter()
+    size = page.write_page(page.map_layout(photos, coords, html), html)
+    page_s = time.perf_counter() - t
+    fig = dict(n=n, data_s=gen_s, join_s=join_s, umap_s=umap_s, cache_reload_s=cache_s, page_build_s=page_s,
+               page_mb=size / 1e6)
+    reason = browser.skip_reason()
+    if reason:
+        fig["browser"] = "skipped: " + reason
+    else:
+        fig.update(browser_figures(root, coords))
+    return fig
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--sizes", default="10000,100000", help="comma-separated point counts")
+    args = p.parse_args(argv)
+    print("bench_map: umap-learn numba compile (300-point warm-up) %.1fs" % warm_up_numba(), flush=True)
+    for n in (int(s) for s in args.sizes.split(",")):
+        fig = run(n)
+        print("bench_map: " + ", ".join("%s=%s" % (k, "%.3g" % v if isinstance(v, float) else v)
+                                        for k, v in fig.items()), flush=True)
+        if fig.get("tooltip_images", [1]) != [1]:
+            print("bench_map: FAIL: a hover left %s tooltip images, expected 1" % fig["tooltip_images"],
+                  file=sys.stderr)
+            return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

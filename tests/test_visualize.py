@@ -1,0 +1,451 @@
+"""Stage 3: join, layout (UMAP, fallbacks, cache), the coords CSV, the command, the notebook, and the
+page itself driven in headless chromium (one nearest photo per hover, click pins it)."""
+import csv
+import os
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from photomap import browser, features, layout, meta, page
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+import visualize  # noqa: E402
+
+XSS_NAME = "<img src=x onerror=alert(1)>.jpg"
+
+
+def md5_of(i: int) -> str:
+    return "%032x" % (0xABC000 + i)
+
+
+def write_dataset(root, n, dim=24, seed=0, folders="abcd", extra_meta=""):
+    """Generate ``n`` photos: thumbnail, feature vector (clustered by folder) and .meta line each.
+
+    Returns ``(meta_path, thumbs_dir, features_dir, paths_by_md5)``."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    thumbs, feats = os.path.join(root, "thumbs"), os.path.join(root, "features")
+    os.makedirs(thumbs, exist_ok=True)
+    os.makedirs(feats, exist_ok=True)
+    features.write_sidecar(feats, {"model": "resnet18", "dim": dim})
+    centres = rng.normal(size=(len(folders), dim))
+    lines, paths = [], {}
+    for i in range(n):
+        md5, folder = md5_of(i), folders[i % len(folders)]
+        colour = tuple(int(c) for c in rng.integers(0, 256, 3))
+        Image.new("RGB", (224, 168), colour).save(os.path.join(thumbs, md5 + ".jpg"), quality=80)
+        features.save_vector(features.feature_path_for_md5(feats, md5),
+                             centres[i % len(folders)] + 0.2 * rng.normal(size=dim))
+        path = "/photos/%s/img_%03d.jpg" % (folder, i)
+        lines.append(meta.format_entry(md5, path))
+        paths[md5] = [path]
+    meta_path = os.path.join(root, "thumbs.meta")
+    with open(meta_path, "w", encoding="utf-8") as f:
+        f.write("".join(lines) + extra_meta)
+    return meta_path, thumbs, feats, paths
+
+
+def run_main(args, capsys):
+    rc = visualize.main([str(a) for a in args])
+    return rc, capsys.readouterr().err
+
+
+def main_args(meta_path, thumbs, feats, out, *extra):
+    return ["--meta", meta_path, "--thumbs", thumbs, "--features", feats, "-o", out, *extra]
+
+
+def read_csv(path):
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.reader(f))
+
+
+# --- join ------------------------------------------------------------------------------------------
+
+def test_join_counts_every_left_out_kind_in_one_line(tmp_path, capsys):
+    meta_path, thumbs, feats, paths = write_dataset(tmp_path, 6)
+    copy_md5 = md5_of(0)
+    extra = meta.format_entry(copy_md5, "/photos/a/copy of img_000.jpg")
+    extra += meta.format_entry(copy_md5, "/photos/b/" + XSS_NAME)
+    features.save_vector(features.feature_path_for_md5(feats, md5_of(90)), np.ones(24))  # no .meta line
+    features.save_vector(features.feature_path_for_md5(feats, md5_of(91)), np.ones(24))  # no .meta line
+    extra += meta.format_entry(md5_of(92), "/photos/a/no_features.jpg")  # thumbnail, no vector
+    from PIL import Image
+    Image.new("RGB", (8, 8)).save(os.path.join(thumbs, md5_of(92) + ".jpg"))
+    extra += meta.format_entry(md5_of(93), "/photos/a/no_thumb.jpg")  # vector, no thumbnail
+    features.save_vector(features.feature_path_for_md5(feats, md5_of(93)), np.ones(24))
+    extra += meta.format_error("/photos/a/broken.jpg", "cannot identify image file")
+    extra += meta.format_error("/photos/a/broken2.jpg", "truncated")
+    with open(meta_path, "a", encoding="utf-8") as f:
+        f.write(extra)
+
+    photos = layout.join(meta_path, thumbs, feats)
+    err = capsys.readouterr().err.splitlines()
+
+    assert photos.md5s == sorted(paths)
+    assert photos.features.shape == (6, 24)
+    i = photos.md5s.index(copy_md5)
+    assert photos.paths[i] == ["/photos/a/img_000.jpg", "/photos/a/copy of img_000.jpg", "/photos/b/" + XSS_NAME]
+    assert photos.copies[i] == 3
+    assert dict(photos.left_out) == {"features without a .meta line": 2, ".meta md5s without features": 1,
+                                     ".meta md5s without thumbnail": 1, "# error lines": 2}
+    assert err == ["visualize: 6 photos (8 files) on the map; left out: 2 # error lines, "
+                   "1 .meta md5s without features, 1 .meta md5s without thumbnail, "
+                   "2 features without a .meta line"]
+
+
+def test_undecodable_and_control_characters_in_paths_become_printable(tmp_path, capsys):
+    meta_path, thumbs, feats, _ = write_dataset(tmp_path, 1)
+    with open(meta_path, "a", encoding="utf-8") as f:
+        f.write(meta.format_entry(md5_of(0), "/photos/caf\udce9\tnew\nline.jpg"))
+    photos = layout.join(meta_path, thumbs, feats, log=None)
+    assert photos.paths[0][1] == "/photos/caf\\xe9\\tnew\\nline.jpg"
+
+
+# --- layout ----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("n", [1, 2, 5])
+def test_tiny_sets_get_a_layout_and_say_how(tmp_path, capsys, n):
+    meta_path, thumbs, feats, paths = write_dataset(tmp_path, n)
+    out = tmp_path / "out" / "map.html"
+    rc, err = run_main(main_args(meta_path, thumbs, feats, out), capsys)
+    assert rc == 0, err
+    rows = read_csv(tmp_path / "out" / "map.coords.csv")
+    assert rows[0] == ["md5", "x", "y", "path"]
+    assert sorted(r[0] for r in rows[1:]) == sorted(paths)
+    xy = np.array([[float(r[1]), float(r[2])] for r in rows[1:]])
+    fallback = [line for line in err.splitlines() if "UMAP needs more" in line]
+    assert len(fallback) == 1
+    if n == 1:
+        assert xy.tolist() == [[0.0, 0.0]]
+    elif n == 2:
+        assert xy[0, 1] == xy[1, 1] and xy[0, 0] != xy[1, 0]
+    else:
+        assert "PCA" in fallback[0]
+        assert len({tuple(p) for p in xy.round(6)}) == n  # distinct positions
+    html = out.read_text(encoding="utf-8")
+    assert "Photo map: %d photo%s (%d file%s) by resnet18 features" % ((n, "" if n == 1 else "s") * 2) in html
+    assert "cd %s && python -m http.server 8000 --bind 127.0.0.1" % (tmp_path / "out") in err
+    assert "http://127.0.0.1:8000/map.html" in err
+
+
+def test_umap_seed_is_reproducible_and_separates_clusters(tmp_path):
+    rng = np.random.default_rng(1)
+    centres = rng.normal(size=(3, 16)) * 3
+    x = np.vstack([c + 0.1 * rng.normal(size=(20, 16)) for c in centres]).astype(np.float32)
+    a = layout.embed(x, seed=7, log=None)
+    b = layout.embed(x, seed=7, log=None)
+    assert a.shape == (60, 2)
+    np.testing.assert_array_equal(a, b)
+    # Clusters stay apart: every point is nearer its own cluster's centre than any other.
+    means = np.array([a[k * 20:(k + 1) * 20].mean(axis=0) for k in range(3)])
+    nearest = np.argmin(((a[:, None, :] - means[None]) ** 2).sum(-1), axis=1)
+    assert nearest.tolist() == [k for k in range(3) for _ in range(20)]
+
+
+def test_coords_are_cached_and_reused_until_inputs_or_parameters_change(tmp_path, capsys, monkeypatch):
+    meta_path, thumbs, feats, _ = write_dataset(tmp_path, 30)
+    out = tmp_path / "map.html"
+    calls = []
+    real_embed = layout.embed
+
+    def spy(*a, **k):
+        calls.append(k)
+        return real_embed(*a, **k)
+
+    monkeypatch.setattr(layout, "embed", spy)
+    args = main_args(meta_path, thumbs, feats, out, "--seed", "3")
+    assert run_main(args, capsys)[0] == 0
+    assert len(calls) == 1 and calls[0]["seed"] == 3 and calls[0]["n_neighbors"] == 15
+    first = (tmp_path / "map.coords.csv").read_text()
+
+    rc, err = run_main(args, capsys)
+    assert rc == 0 and len(calls) == 1  # UMAP not run again
+    assert "reused the map coordinates" in err
+    assert (tmp_path / "map.coords.csv").read_text() == first
+
+    assert run_main(args + ["--min-dist", "0.3"], capsys)[0] == 0
+    assert len(calls) == 2 and calls[1]["min_dist"] == 0.3
+    features.save_vector(features.feature_path_for_md5(feats, md5_of(4)), np.arange(24))
+    assert run_main(args + ["--min-dist", "0.3"], capsys)[0] == 0
+    assert len(calls) == 3  # a changed vector invalidates the cache
+    (tmp_path / "map.coords.key").write_text("{}")
+    assert run_main(args + ["--min-dist", "0.3"], capsys)[0] == 0
+    assert len(calls) == 4  # so does a key that does not match
+
+
+def test_coords_csv_quotes_awkward_paths(tmp_path, capsys):
+    meta_path, thumbs, feats, _ = write_dataset(tmp_path, 3)
+    awkward = '/photos/a/"quoted", with commas.jpg'
+    text = open(meta_path, encoding="utf-8").read().replace("/photos/a/img_000.jpg", awkward)
+    text = text.replace("/photos/b/img_001.jpg", "/photos/b/" + XSS_NAME)
+    open(meta_path, "w", encoding="utf-8").write(text)
+    out = tmp_path / "map.html"
+    assert run_main(main_args(meta_path, thumbs, feats, out), capsys)[0] == 0
+    rows = read_csv(tmp_path / "map.coords.csv")
+    assert all(len(r) == 4 for r in rows)
+    by_md5 = {r[0]: r for r in rows[1:]}
+    assert by_md5[md5_of(0)][3] == awkward
+    assert by_md5[md5_of(1)][3] == "/photos/b/" + XSS_NAME
+    assert '"/photos/a/""quoted"", with commas.jpg"' in (tmp_path / "map.coords.csv").read_text()
+
+
+def test_colours_by_folder_when_few_else_by_cluster(tmp_path):
+    meta_path, thumbs, feats, _ = write_dataset(tmp_path, 40, folders="wxyz")
+    photos = layout.join(meta_path, thumbs, feats, log=None)
+    labels, what = layout.colour_groups(photos, "auto")
+    assert what == "top-level folder" and sorted(set(labels)) == ["w", "x", "y", "z"]
+    many = tmp_path / "many"
+    meta_path, thumbs, feats, _ = write_dataset(many, 40, folders="abcdefghijklmnop")
+    photos = layout.join(meta_path, thumbs, feats, log=None)
+    labels, what = layout.colour_groups(photos, "auto", seed=0)
+    assert what.startswith("KMeans") and len(set(labels)) == 10
+    # 16 folders with distinct centres, 10 clusters: each folder falls in exactly one cluster.
+    folder_of = layout.top_folders(photos, layout.common_root(photos))
+    assert all(len({lab for lab, f in zip(labels, folder_of) if f == g}) == 1 for g in set(folder_of))
+
+
+# --- the command's fatal errors ----------------------------------------------------------------------
+
+def test_help_opens_with_the_real_command_line(capsys):
+    with pytest.raises(SystemExit) as exc:
+        visualize.main(["--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: ./visualize.py --meta output/torch_thumbs.meta --thumbs output/torch_thumbs "
+                          "--features output/features_resnet18 -o output/map_resnet18.html")
+    assert "python -m http.server 8000 --bind 127.0.0.1" in out
+
+
+def test_a_bad_flag_is_one_error_line(capsys):
+    assert visualize.main(["--meta", "m", "--colour", "plaid"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and err.startswith("error: ") and "plaid" in err
+
+
+@pytest.mark.parametrize("broken, message", [
+    ("meta", "error: no .meta file at "),
+    ("thumbs", "error: no thumbnail folder at "),
+    ("features", "error: no feature folder at "),
+    ("empty", "error: no photo has a .meta line, a thumbnail and a feature vector: nothing to map"),
+])
+def test_fatal_problems_are_one_error_line(tmp_path, capsys, broken, message):
+    meta_path, thumbs, feats, _ = write_dataset(tmp_path, 3)
+    if broken == "meta":
+        meta_path = str(tmp_path / "missing.meta")
+    elif broken == "thumbs":
+        thumbs = str(tmp_path / "missing")
+    elif broken == "features":
+        feats = str(tmp_path / "missing")
+    else:
+        open(meta_path, "w").write(meta.format_error("/photos/x.jpg", "unreadable"))
+    rc, err = run_main(main_args(meta_path, thumbs, feats, tmp_path / "map.html"), capsys)
+    assert rc == 2
+    assert err.splitlines()[-1].startswith(message)
+    assert [line for line in err.splitlines() if line.startswith("error:")] == [err.splitlines()[-1]]
+    assert "Traceback" not in err and not (tmp_path / "map.html").exists()
+
+
+# --- the notebook ----------------------------------------------------------------------------------
+
+def test_notebook_runs_top_to_bottom_on_a_generated_dataset(tmp_path, monkeypatch):
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    meta_path, thumbs, feats, paths = write_dataset(tmp_path, 8)
+    out = tmp_path / "out" / "map.html"
+    os.makedirs(out.parent)
+    for key, value in (("META", meta_path), ("THUMBS", thumbs), ("FEATURES", feats), ("OUTPUT", out)):
+        monkeypatch.setenv("PHOTOMAP_" + key, str(value))
+    nb = nbformat.read(os.path.join(ROOT, "visualize.ipynb"), as_version=4)
+    nbclient.NotebookClient(nb, timeout=300, kernel_name="python3",
+                            resources={"metadata": {"path": ROOT}}).execute()
+    rows = read_csv(tmp_path / "out" / "map.coords.csv")
+    assert sorted(r[0] for r in rows[1:]) == sorted(paths)
+    html = out.read_text(encoding="utf-8")
+    assert "Photo map: 8 photos" in html and "thumbs/" in html
+    outputs = [o for cell in nb.cells if cell.cell_type == "code" for o in cell.outputs]
+    assert not [o for o in outputs if o.output_type == "error"]
+    shown = [o for o in outputs if "application/vnd.bokehjs_exec.v0+json" in o.get("data", {})]
+    assert len(shown) == 1  # the inline plot
+    assert any("computed and saved to" in o.get("text", "") for o in outputs)
+    # Run again: the coordinates come from the cache.
+    nbclient.NotebookClient(nb, timeout=300, kernel_name="python3",
+                            resources={"metadata": {"path": ROOT}}).execute()
+    outputs = [o for cell in nb.cells if cell.cell_type == "code" for o in cell.outputs]
+    assert any("reused from" in o.get("text", "") for o in outputs)
+
+
+# --- the page in a real browser ------------------------------------------------------------------
+
+CLUSTER = [(2.0, 2.0), (2.0004, 2.0), (2.0, 2.0004)]  # within one pixel of each other on the page
+SINGLES = [(-3.0, -3.0), (3.0, -3.0), (-3.0, 3.0), (0.0, 0.0)]
+
+
+@pytest.fixture(scope="module")
+def driver():
+    reason = browser.skip_reason()
+    if reason:
+        pytest.skip("no real browser: " + reason)
+    try:
+        with browser.chrome() as d:
+            yield d
+    except browser.BrowserUnavailable as exc:
+        pytest.skip("no real browser: %s" % exc)
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    """A page (built through the library, at chosen coordinates) and its thumbnails, being served."""
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("site")
+    thumbs = root / "torch_thumbs"
+    thumbs.mkdir()
+    points = SINGLES + CLUSTER
+    md5s = [md5_of(i) for i in range(len(points))]
+    paths = [["/photos/trip/img_%d.jpg" % i] for i in range(len(points))]
+    paths[0] = ["/photos/trip/" + XSS_NAME, "/photos/backup/" + XSS_NAME, "/photos/old/a & b.jpg"]
+    for i, md5 in enumerate(md5s):
+        Image.new("RGB", (224, 168), (30 * i, 200 - 20 * i, 90)).save(thumbs / (md5 + ".jpg"))
+    photos = layout.Photos(md5s=md5s, paths=paths, features=np.zeros((len(md5s), 2), np.float32),
+                           thumbs_dir=str(thumbs))
+    labels = ["trip"] * len(md5s)
+    lay = page.build(photos, points, labels, page.thumb_prefix(root / "map.html", thumbs))
+    page.write_page(lay, root / "map.html")
+    with browser.serve(root) as server:
+        yield {"server": server, "points": points, "md5s": md5s, "paths": paths}
+
+
+def open_page(driver, site):
+    driver.get(site["server"].url + "map.html")
+    browser.wait_for_plot(driver, page.PLOT_NAME)
+    driver.execute_script("window._alerted = false; window.alert = () => { window._alerted = true; };")
+
+
+TOOLTIP_STATE_JS = """
+const tips = [...document.querySelectorAll('.%s')].filter((t) => getComputedStyle(t).display != 'none');
+return tips.map((t) => ({imgs: [...t.querySelectorAll('img')].map((i) => [i.naturalWidth, i.complete,
+  i.getAttribute('src')]), lines: [...t.querySelectorAll(':scope > div > div')].map((d) => d.textContent),
+  children: t.querySelectorAll('*').length}));
+""" % page.TOOLTIP_CLASS
+
+
+def tooltips(driver, wait_for_image=True, timeout=5.0):
+    """The visible tooltips, after their image (if any) has loaded."""
+    deadline = time.monotonic() + timeout
+    while True:
+        state = driver.execute_script(TOOLTIP_STATE_JS)
+        loaded = all(w > 0 for t in state for w, _, _ in t["imgs"])
+        if (loaded or not wait_for_image) and (state or not wait_for_image) or time.monotonic() > deadline:
+            return state
+        time.sleep(0.05)
+
+
+def thumb_requests(server):
+    return [p for p, _ in server.requests() if p.endswith(".jpg")]
+
+
+def test_hover_shows_one_tooltip_with_the_photo_and_literal_file_names(driver, site):
+    open_page(driver, site)
+    x, y = site["points"][0]
+    browser.hover_point(driver, page.PLOT_NAME, x, y, dx=2, dy=-1)  # a few pixels off still finds it
+    state = tooltips(driver)
+    assert len(state) == 1
+    (tip,) = state
+    assert len(tip["imgs"]) == 1
+    width, complete, src = tip["imgs"][0]
+    assert width == 224 and complete and src == "torch_thumbs/%s.jpg" % site["md5s"][0]
+    assert tip["lines"][:3] == site["paths"][0]  # the HTML-like name is shown as text
+    assert tip["lines"][3].startswith("3 copies")
+    time.sleep(0.3)  # an injected onerror would have fired by now
+    assert driver.execute_script("return window._alerted") is False
+    assert browser.deep_query(driver, 'img[src="x"]') == []
+    assert driver.execute_script("return document.querySelectorAll('.%s img').length" % page.TOOLTIP_CLASS) == 1
+
+
+def test_points_within_one_pixel_still_give_exactly_one_tooltip(driver, site):
+    open_page(driver, site)
+    x, y = site["points"][len(SINGLES)]
+    cx, cy = browser.data_to_client(driver, page.PLOT_NAME, x, y)
+    cx2, cy2 = browser.data_to_client(driver, page.PLOT_NAME, *site["points"][-1])
+    assert abs(cx2 - cx) < 1 and abs(cy2 - cy) < 1  # the fixture really is that dense
+    cluster_paths = [p[0] for p in site["paths"][len(SINGLES):]]
+    for dx in (0, 0.3, 0.6):
+        browser.mouse_move(driver, cx + dx, cy + dx)
+        state = tooltips(driver)
+        assert len(state) == 1 and len(state[0]["imgs"]) == 1 and state[0]["imgs"][0][0] == 224
+        assert state[0]["lines"][0] in cluster_paths
+    assert len(browser.deep_query(driver, "." + page.TOOLTIP_CLASS)) == 1
+
+
+def test_hovering_empty_space_shows_nothing(driver, site):
+    open_page(driver, site)
+    browser.hover_point(driver, page.PLOT_NAME, *site["points"][3])
+    assert len(tooltips(driver)) == 1
+    browser.hover_point(driver, page.PLOT_NAME, 1.5, -1.5)  # far from every point
+    assert tooltips(driver, wait_for_image=False) == []
+
+
+def test_only_the_hovered_thumbnail_is_requested(driver, site):
+    server = site["server"]
+    driver.execute_cdp_cmd("Network.clearBrowserCache", {})
+    before = len(thumb_requests(server))
+    open_page(driver, site)
+    browser.hover_point(driver, page.PLOT_NAME, *site["points"][1])
+    assert len(tooltips(driver)) == 1
+    time.sleep(0.3)
+    assert thumb_requests(server)[before:] == ["/torch_thumbs/%s.jpg" % site["md5s"][1]]
+
+
+def test_click_pins_the_photo_with_every_path(driver, site):
+    open_page(driver, site)
+    cx, cy = browser.hover_point(driver, page.PLOT_NAME, *site["points"][0])
+    browser.mouse_click(driver, cx, cy)
+    deadline = time.monotonic() + 5
+    while True:
+        imgs = browser.deep_query(driver, "img.photomap-pinned-img")
+        if imgs and driver.execute_script("return arguments[0].naturalWidth", imgs[0]) or \
+                time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert len(imgs) == 1
+    assert driver.execute_script("return [arguments[0].naturalWidth, arguments[0].clientWidth]", imgs[0]) \
+        == [224, 224]
+    shown = [el.text for el in browser.deep_query(driver, ".photomap-path")]
+    assert shown == site["paths"][0]
+    assert driver.execute_script("return window._alerted") is False
+    assert browser.deep_query(driver, 'img[src="x"]') == []
+    # Moving away and hovering another point keeps the pin; clicking another point replaces it.
+    cx, cy = browser.hover_point(driver, page.PLOT_NAME, *site["points"][2])
+    time.sleep(0.5)  # two clicks closer in time would read as a double-click
+    assert pinned_paths(driver) == site["paths"][0]
+    browser.mouse_click(driver, cx, cy)
+    assert pinned_paths(driver, until=site["paths"][2]) == site["paths"][2]
+
+
+def pinned_paths(driver, until=None, timeout=5.0):
+    """The paths shown in the pinned panel (waiting up to ``timeout`` for them to become ``until``)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        shown = [el.text for el in browser.deep_query(driver, ".photomap-path")]
+        if until is None or shown == until or time.monotonic() > deadline:
+            return shown
+        time.sleep(0.05)
+
+
+def test_command_page_hover_finds_each_photo(driver, tmp_path, capsys):
+    meta_path, thumbs, feats, paths = write_dataset(tmp_path, 5)
+    out = tmp_path / "map.html"
+    assert run_main(main_args(meta_path, thumbs, feats, out), capsys)[0] == 0
+    rows = read_csv(tmp_path / "map.coords.csv")[1:]
+    with browser.serve(tmp_path) as server:
+        driver.get(server.url + "map.html")
+        browser.wait_for_plot(driver, page.PLOT_NAME)
+        for md5, x, y, first in rows:
+            browser.hover_point(driver, page.PLOT_NAME, float(x), float(y))
+            state = tooltips(driver)
+            assert len(state) == 1 and state[0]["imgs"][0][2] == "thumbs/%s.jpg" % md5
+            assert state[0]["imgs"][0][0] == 224 and state[0]["lines"][0] == first == paths[md5][0]
