@@ -43,12 +43,12 @@ p.style.left = arguments[0] + "px";
 p.style.top = arguments[1] + "px";
 """
 
-SET_RANGES_JS = browser._PLOT_VIEW_JS + """
+SET_RANGES_JS = browser.PLOT_VIEW_JS + """
 pv.model.x_range.setv({start: arguments[1], end: arguments[2]});
 pv.model.y_range.setv({start: arguments[3], end: arguments[4]});
 """
 
-GET_RANGES_JS = browser._PLOT_VIEW_JS + """
+GET_RANGES_JS = browser.PLOT_VIEW_JS + """
 return [pv.model.x_range.start, pv.model.x_range.end, pv.model.y_range.start, pv.model.y_range.end];
 """
 

@@ -137,13 +137,13 @@ def chrome(width=1400, height=1000):
 
 
 # JS: the plot's view (found by name), and the page position of data point (x, y) in it.
-_PLOT_VIEW_JS = """
+PLOT_VIEW_JS = """
 const name = arguments[0];
 if (window.Bokeh == null || Bokeh.index == null) return null;
 const pv = Bokeh.index.query_one((v) => v.model != null && v.model.name == name && v.frame != null);
 """
 
-DATA_TO_CLIENT_JS = _PLOT_VIEW_JS + """
+DATA_TO_CLIENT_JS = PLOT_VIEW_JS + """
 if (pv == null) return null;
 const [x, y] = [arguments[1], arguments[2]];
 const f = pv.frame.bbox, xr = pv.model.x_range, yr = pv.model.y_range;
@@ -152,11 +152,11 @@ return [r.left + f.left + (x - xr.start) / (xr.end - xr.start) * f.width,
         r.top + f.top + (yr.end - y) / (yr.end - yr.start) * f.height];
 """
 
-PLOT_READY_JS = _PLOT_VIEW_JS + """
+PLOT_READY_JS = PLOT_VIEW_JS + """
 return pv != null && pv.model.inner_width > 0 && pv.is_idle;
 """
 
-FRAME_JS = _PLOT_VIEW_JS + """
+FRAME_JS = PLOT_VIEW_JS + """
 if (pv == null) return null;
 const f = pv.frame.bbox, r = pv.canvas.el.getBoundingClientRect();
 return [r.left + f.left, r.top + f.top, f.width, f.height];

@@ -1,6 +1,7 @@
 """The feature folder, written and read only here: one float32 ``<input basename>.npy`` per image
 (``<md5>.jpg.npy`` for a stage-1 thumbnail) and a ``features.json`` sidecar naming the model,
 weights, preprocessing, precision and dimension that produced them."""
+import functools
 import json
 import os
 
@@ -100,3 +101,21 @@ def listed_md5s(features_dir):
     except FileNotFoundError:
         return []
     return sorted(n[: -len(suffix)] for n in names if n.endswith(suffix) and not n.startswith("."))
+
+
+@functools.lru_cache(maxsize=None)
+def vector_file_size(dim: int) -> int:
+    """Size in bytes of the ``.npy`` that :func:`save_vector` writes for a ``dim``-long vector."""
+    import io
+
+    buf = io.BytesIO()
+    np.save(buf, np.zeros(dim, dtype=np.float32))
+    return buf.tell()
+
+
+def is_complete(path, dim: int) -> bool:
+    """Whether ``path`` holds a whole vector of size ``dim`` (checked by file size, without reading it)."""
+    try:
+        return os.stat(path).st_size == vector_file_size(dim)
+    except OSError:
+        return False

@@ -1,0 +1,169 @@
+#!/usr/bin/env python3
+"""Benchmark stage 2: embeddings.py against a plain reference, on the same generated thumbnails.
+
+    flock /tmp/bench.lock .venv/bin/python bench/bench_embeddings.py            # 1000 thumbnails
+    flock /tmp/bench.lock .venv/bin/python bench/bench_embeddings.py -n 2000 -- -j 2 -b 64
+
+Generates N photo-like 224px JPEG thumbnails (crops of scikit-image's sample photos) under
+bench/out/ (git-ignored), then times
+  * the reference: paths opened one after another in this process with Pillow, the weights' own
+    transforms, fp32, torch.no_grad, batch 128, np.save per file;
+  * embeddings.py as a user runs it (a subprocess, default settings; arguments after -- are added),
+and prints both images/s and the ratio. Both use the same random-init resnet18 weights (--weights;
+no download). Also checks that both computed the same features (cosine similarity).
+"""
+import argparse
+import hashlib
+import io
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+
+def photo_sources():
+    """A few real photographs (scikit-image's bundled samples) as RGB uint8 arrays."""
+    from skimage import color, data
+
+    out = []
+    for name in ("astronaut", "coffee", "chelsea", "rocket", "cat", "immunohistochemistry",
+                 "hubble_deep_field", "camera", "retina"):
+        try:
+            img = getattr(data, name)()
+        except Exception:  # some samples are fetched on demand: skip those offline
+            continue
+        if img.ndim == 2:
+            img = (color.gray2rgb(img)).astype(np.uint8)
+        out.append(img[..., :3])
+    return out
+
+
+def make_thumbnails(folder, n, size=224, seed=0):
+    """Write ``n`` distinct thumbnails (random crops, flips, tints, aspect ratios) named by md5, as
+    stage 1 names them; returns their paths. Reuses the folder when it already holds ``n``."""
+    from PIL import Image
+
+    marker = os.path.join(folder, ".complete-%d" % n)
+    if os.path.exists(marker):
+        return sorted(os.path.join(folder, f) for f in os.listdir(folder) if f.endswith(".jpg"))
+    shutil.rmtree(folder, ignore_errors=True)
+    os.makedirs(folder)
+    rng = np.random.default_rng(seed)
+    sources = photo_sources()
+    paths = []
+    for i in range(n):
+        src = sources[i % len(sources)]
+        h, w = src.shape[:2]
+        ch = int(h * rng.uniform(0.35, 1.0))
+        cw = min(w, int(ch * rng.uniform(0.66, 1.5)))
+        y, x = rng.integers(0, h - ch + 1), rng.integers(0, w - cw + 1)
+        crop = src[y:y + ch, x:x + cw].astype(np.float32)
+        crop = np.clip(crop * rng.uniform(0.7, 1.2, size=3), 0, 255).astype(np.uint8)
+        if rng.random() < 0.5:
+            crop = crop[:, ::-1]
+        img = Image.fromarray(np.ascontiguousarray(crop))
+        img.thumbnail((size, size), Image.LANCZOS)
+        buf = io.BytesIO()
+        img.save(buf, "JPEG", quality=90)
+        data = buf.getvalue()
+        path = os.path.join(folder, hashlib.md5(data).hexdigest() + ".jpg")
+        with open(path, "wb") as f:
+            f.write(data)
+        paths.append(path)
+    open(marker, "w").close()
+    return sorted(paths)
+
+
+def reference(paths, weights_file, out_dir):
+    """The plain way: one image after another in this process, fp32, batch 128; returns seconds."""
+    import torch
+    import torchvision
+    from PIL import Image
+
+    start = time.perf_counter()
+    model = torchvision.models.resnet18()
+    model.load_state_dict(torch.load(weights_file, map_location="cpu", weights_only=True))
+    model.fc = torch.nn.Identity()
+    model.eval()
+    transforms = torchvision.models.ResNet18_Weights.DEFAULT.transforms()
+    os.makedirs(out_dir, exist_ok=True)
+    with torch.no_grad():
+        for i in range(0, len(paths), 128):
+            chunk = paths[i:i + 128]
+            batch = torch.stack([transforms(Image.open(p).convert("RGB")) for p in chunk])
+            vectors = model(batch).numpy()
+            for p, v in zip(chunk, vectors):
+                np.save(os.path.join(out_dir, os.path.basename(p) + ".npy"), v)
+    return time.perf_counter() - start
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-n", "--count", type=int, default=1000, help="thumbnails (default: 1000)")
+    parser.add_argument("--out", default=os.path.join(ROOT, "bench", "out"),
+                        help="scratch folder (default: bench/out)")
+    parser.add_argument("--skip-reference", action="store_true", help="time embeddings.py only")
+    parser.add_argument("extra", nargs="*", help="arguments added to embeddings.py (after --)")
+    args = parser.parse_args(argv)
+
+    import torch
+    import torchvision
+
+    thumbs = os.path.join(args.out, "emb_thumbs")
+    t = time.perf_counter()
+    paths = make_thumbnails(thumbs, args.count)
+    print("%d thumbnails in %s (%.1fs)" % (len(paths), thumbs, time.perf_counter() - t))
+    weights = os.path.join(args.out, "resnet18-random.pth")
+    if not os.path.exists(weights):
+        torch.manual_seed(0)
+        torch.save(torchvision.models.resnet18().state_dict(), weights)
+    print("torch %s, %d threads, CPU capability %s" % (
+        torch.__version__, torch.get_num_threads(), torch.backends.cpu.get_cpu_capability()))
+
+    ref_dir = os.path.join(args.out, "emb_reference")
+    shutil.rmtree(ref_dir, ignore_errors=True)
+    ref_rate = None
+    if not args.skip_reference:
+        seconds = reference(paths, weights, ref_dir)
+        ref_rate = len(paths) / seconds
+        print("reference (Pillow in one process, fp32, no_grad, batch 128): %.1fs, %.1f images/s"
+              % (seconds, ref_rate))
+
+    feat_dir = os.path.join(args.out, "emb_features")
+    shutil.rmtree(feat_dir, ignore_errors=True)
+    cmd = [sys.executable, os.path.join(ROOT, "embeddings.py"), "-o", feat_dir, "--weights", weights]
+    cmd += args.extra + ["-"]
+    print("$ " + " ".join(cmd[1:]) + " < paths")
+    start = time.perf_counter()
+    res = subprocess.run(cmd, input="".join(p + "\n" for p in paths), text=True,
+                         capture_output=True)
+    seconds = time.perf_counter() - start
+    if res.returncode != 0:
+        print(res.stderr, file=sys.stderr)
+        return 1
+    summary = [line for line in res.stderr.splitlines() if " embedded, " in line]
+    print("  " + "\n  ".join(line for line in res.stderr.splitlines() if line.startswith("embeddings:")))
+    rate = len(paths) / seconds
+    print("embeddings.py: %.1fs wall including interpreter start and model load, %.1f images/s" %
+          (seconds, rate))
+    if ref_rate:
+        print("ratio: %.2fx the reference's images/s" % (rate / ref_rate))
+        cos = []
+        for p in paths[:: max(1, len(paths) // 200)]:
+            name = os.path.basename(p) + ".npy"
+            a, b = np.load(os.path.join(ref_dir, name)), np.load(os.path.join(feat_dir, name))
+            cos.append(float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b))))
+        print("same features: min cosine similarity to the reference %.5f over %d images" % (
+            min(cos), len(cos)))
+    return 0 if summary else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
