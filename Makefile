@@ -7,7 +7,7 @@ OUT ?= output
 WEIGHTS ?=
 MODEL ?= resnet18
 
-.PHONY: demo test gifs quality bench clean
+.PHONY: demo test gifs quality clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	python3 -m venv $(VENV)
@@ -20,21 +20,20 @@ demo: $(VENV)/.installed
 	$(PY) process_photos.py -d $(OUT)/sample_photos -o $(OUT)/torch_thumbs -s 224 \
 		-l $(OUT)/torch_thumbs.meta | tee -a $(OUT)/torch_thumbs.meta > /dev/null
 	find $(OUT)/torch_thumbs -name \*.jpg | $(PY) embeddings.py -o $(OUT)/features_$(MODEL) \
-		-m $(MODEL) $(if $(WEIGHTS),--weights $(WEIGHTS)) -
+		-m $(MODEL) $(if $(WEIGHTS),--weights $(WEIGHTS)) - \
+		|| { echo "demo: stage 2 stopped (see above); without internet: make demo WEIGHTS=/path/to/$(MODEL)-weights.pth" >&2; exit 1; }
 	$(PY) visualize.py --meta $(OUT)/torch_thumbs.meta --thumbs $(OUT)/torch_thumbs \
 		--features $(OUT)/features_$(MODEL) -o $(OUT)/map_$(MODEL).html
-	@echo "Map written. Look at it with:"
-	@echo "  cd $(OUT) && python3 -m http.server 8000 --bind 127.0.0.1"
-	@echo "  then open http://127.0.0.1:8000/map_$(MODEL).html"
 
 test: $(VENV)/.installed
 	$(PY) -m pytest -q -ra tests
 
-gifs: $(VENV)/.installed
-	$(PY) gifs/record.py $(if $(WEIGHTS),--weights $(WEIGHTS))
+gifs: demo
+	$(PY) gifs/record.py --page $(OUT)/map_$(MODEL).html --dest gifs
 
 quality: $(VENV)/.installed
-	$(PY) bench/quality.py $(OUT)/sample_photos $(if $(WEIGHTS),--weights $(WEIGHTS))
+	$(PY) -m photomap.sample $(OUT)/sample_photos
+	$(PY) bench/quality.py $(OUT)/sample_photos -m $(MODEL) $(if $(WEIGHTS),--weights $(WEIGHTS))
 
 clean:
 	rm -rf $(OUT)

@@ -71,6 +71,8 @@ def main(argv=None) -> int:
     parser.add_argument("--workdir", help="scratch folder (default: a temporary one, removed after)")
     parser.add_argument("-k", type=int, default=10, help="neighbours for the map figures (default 10)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--n-neighbors", type=int, help="UMAP n_neighbors passed to visualize.py")
+    parser.add_argument("--min-dist", type=float, help="UMAP min_dist passed to visualize.py")
     parser.add_argument("--json", help="also write the figures to this JSON file")
     args = parser.parse_args(argv)
     if not os.path.isdir(args.photos):
@@ -96,17 +98,18 @@ def evaluate(args, work):
     for rel in originals:
         src = os.path.join(args.photos, rel)
         dst = os.path.join(photos_in, "originals", rel)
-        os.makedirs(os.path.dirname(dst), exist_ok=True)
-        shutil.copyfile(src, dst)
-        try:
-            def dest(edit, rel=rel):
-                path = os.path.join(photos_in, "edited", edit, os.path.splitext(rel)[0] + ".jpg")
+        edited = {e: os.path.join(photos_in, "edited", e, os.path.splitext(rel)[0] + ".jpg")
+                  for e in quality.EDITS}
+        if not os.path.exists(dst):  # else a reused --workdir already holds it and its edits
+            os.makedirs(os.path.dirname(dst), exist_ok=True)
+            shutil.copyfile(src, dst)
+            for path in edited.values():
                 os.makedirs(os.path.dirname(path), exist_ok=True)
-                copies[path] = dst
-                return path
-            quality.make_edits(src, dest)
-        except Exception as exc:  # a file stage 1 will also reject: it simply has no copies
-            print("quality: no edits of %s (%s)" % (rel, exc), file=sys.stderr)
+            try:
+                quality.make_edits(src, edited.__getitem__)
+            except Exception as exc:  # a file stage 1 will also reject: it simply has no copies
+                print("quality: no edits of %s (%s)" % (rel, exc), file=sys.stderr)
+        copies.update((path, dst) for path in edited.values() if os.path.exists(path))
 
     py = sys.executable
     thumbs, meta_path = os.path.join(work, "thumbs"), os.path.join(work, "thumbs.meta")
@@ -118,8 +121,10 @@ def evaluate(args, work):
     if args.weights:
         cmd[2:2] = ["--weights", args.weights]
     run(cmd, input="\n".join(names) + "\n", text=True)
+    umap_args = ["--n-neighbors", str(args.n_neighbors)] if args.n_neighbors else []
+    umap_args += ["--min-dist", str(args.min_dist)] if args.min_dist is not None else []
     run([py, os.path.join(ROOT, "visualize.py"), "--meta", meta_path, "--thumbs", thumbs,
-         "--features", feats, "-o", page, "--seed", str(args.seed), "-q"])
+         "--features", feats, "-o", page, "--seed", str(args.seed), "-q"] + umap_args)
 
     log = meta.read_meta(meta_path)
     with open(os.path.splitext(page)[0] + ".coords.csv", newline="", encoding="utf-8") as f:

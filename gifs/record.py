@@ -171,7 +171,7 @@ def main(argv=None) -> int:
     folder, name = os.path.split(os.path.abspath(args.page))
     regions = pick_regions(xy, paths, args.regions)
     captions = {}
-    with browser.serve(folder) as server, browser.chrome(1220, 800) as driver:
+    with browser.serve(folder) as server, browser.chrome(1280, 940) as driver:
         driver.get(server.url + name)
         browser.wait_for_plot(driver, page.PLOT_NAME)
         time.sleep(0.5)

@@ -16,6 +16,11 @@ def make_edits(src_path, dest_for_edit):
     """
     from PIL import Image, ImageEnhance, ImageOps
 
+    try:  # iPhone photos, as stage 1 reads them
+        import pillow_heif
+        pillow_heif.register_heif_opener()
+    except ImportError:
+        pass
     with Image.open(src_path) as im:
         im.seek(0)
         img = ImageOps.exif_transpose(im)
