@@ -12,7 +12,7 @@ import sys
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 
-from . import features, fsutil
+from . import features, fsutil, report
 from .report import Tally, printable
 
 STAGE = "embeddings"
@@ -105,7 +105,7 @@ def load_model(name: str, weights_path=None):
             raise SetupError("cannot read weights file %s: %s" % (weights_path, exc.strerror or exc))
         except Exception as exc:  # torch.load's many ways of saying "not a checkpoint"
             raise SetupError("cannot read weights file %s: not a PyTorch state-dict file (%s)" % (
-                weights_path, _one_line(exc)[:160]))
+                weights_path, report.one_line(exc)[:160]))
         kwargs = dict(_PRETRAINED_KWARGS.get(name, {}))
         kwargs["num_classes"] = len(default.meta["categories"])
         model = get_model(name, weights=None, **kwargs)
@@ -113,7 +113,7 @@ def load_model(name: str, weights_path=None):
             model.load_state_dict(state)
         except RuntimeError as exc:
             raise SetupError("weights file %s does not fit model %s: %s" % (
-                weights_path, name, _one_line(exc)[:300]))
+                weights_path, name, report.one_line(exc)[:300]))
         info = {"weights": "sha256:" + digest, "weights_file": os.path.abspath(weights_path)}
         return model, info, transforms
 
@@ -123,18 +123,14 @@ def load_model(name: str, weights_path=None):
     except OSError as exc:  # urllib's URLError/HTTPError and socket errors are OSErrors
         if os.path.exists(cached):
             raise SetupError("cannot read cached weights %s: %s (delete it to download again, or "
-                             "pass --weights PATH)" % (cached, _one_line(exc)))
+                             "pass --weights PATH)" % (cached, report.one_line(exc)))
         reason = getattr(exc, "reason", None) or getattr(exc, "strerror", None) or exc
         raise SetupError("cannot download weights %s (%s); put that file at %s or pass --weights PATH "
-                         "(a state-dict file)" % (default.url, _one_line(reason), cached))
+                         "(a state-dict file)" % (default.url, report.one_line(reason), cached))
     except (RuntimeError, ValueError, EOFError) as exc:
         raise SetupError("cannot load weights %s from %s: %s (delete it to download again, or pass "
-                         "--weights PATH)" % (default, cached, _one_line(exc)[:200]))
+                         "--weights PATH)" % (default, cached, report.one_line(exc)[:200]))
     return model, {"weights": str(default)}, transforms
-
-
-def _one_line(obj) -> str:
-    return " ".join(str(obj).split())
 
 
 def feature_head(model):
@@ -253,41 +249,13 @@ def _autocast(device, precision):
 
 # ---------------------------------------------------------------------------- reading images
 
-def _decode_error(exc) -> str:
-    """A short, fixed reason for an exception raised while reading or decoding one image."""
-    from PIL import Image, UnidentifiedImageError
-
-    if isinstance(exc, FileNotFoundError):
-        return "missing file"
-    if isinstance(exc, IsADirectoryError):
-        return "is a folder, not a file"
-    if isinstance(exc, PermissionError):
-        return "permission denied"
-    if isinstance(exc, _EmptyFile):
-        return "empty file"
-    if isinstance(exc, UnidentifiedImageError):
-        return "not an image (cannot identify image file)"
-    if isinstance(exc, Image.DecompressionBombError):
-        return "too many pixels (decompression bomb guard)"
-    if isinstance(exc, MemoryError):
-        return "out of memory while decoding"
-    text = _one_line(exc)
-    if "truncated" in text or isinstance(exc, EOFError):
-        return "truncated image"
-    return "cannot decode: %s%s" % (type(exc).__name__, " (" + text[:120] + ")" if text else "")
-
-
-class _EmptyFile(Exception):
-    pass
-
-
 def load_rgb(path):
     """Open, decode and orient the image at ``path`` as an RGB PIL image; raises on bad input."""
     from PIL import Image, ImageOps
 
     with open(path, "rb") as f:
         if os.fstat(f.fileno()).st_size == 0:
-            raise _EmptyFile()
+            raise report.EmptyFile()
         with Image.open(f) as img:
             img.load()
             img = ImageOps.exif_transpose(img) or img
@@ -330,7 +298,7 @@ class Preprocess:
 
     def describe(self) -> str:
         """One-line description for the sidecar (the transforms' repr, plus antialias)."""
-        text = _one_line(repr(self.transforms))
+        text = report.one_line(repr(self.transforms))
         if self.split:
             text = text[:-1].rstrip() + " antialias=%s)" % self.transforms.antialias
         return text
@@ -350,7 +318,7 @@ class ImageFiles:
         try:
             return i, self.preprocess.on_cpu(load_rgb(self.paths[i])), None
         except Exception as exc:  # expected bad input: reported by the main process, never raised
-            return i, None, _decode_error(exc)
+            return i, None, report.image_error_reason(exc)
 
 
 def collate(items):
@@ -445,7 +413,7 @@ def run(paths, out_dir, model_name=DEFAULT_MODEL, batch_size=None, workers=None,
         old = features.read_sidecar(out_dir)
     except (OSError, ValueError) as exc:
         raise SetupError("cannot read %s in %s: %s (delete it only if the vectors there are yours to "
-                         "redo)" % (features.SIDECAR, out_dir, _one_line(exc)[:160]))
+                         "redo)" % (features.SIDECAR, out_dir, report.one_line(exc)[:160]))
     if old is not None:
         clash = features.mismatch(old, sidecar)
         if clash:

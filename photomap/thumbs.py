@@ -6,7 +6,7 @@ import os
 import signal
 import sys
 
-from . import fsutil, meta
+from . import fsutil, meta, report
 from .report import Tally, printable
 
 STAGE = "process_photos"
@@ -209,20 +209,6 @@ def render_thumbnail(img, size):
     return img.transpose(method) if method is not None else img
 
 
-def _decode_error(exc):
-    """A short reason for an exception raised while identifying or decoding an image."""
-    from PIL import UnidentifiedImageError
-
-    if isinstance(exc, UnidentifiedImageError):
-        return "not an image (cannot identify image file)"
-    if isinstance(exc, MemoryError):
-        return "out of memory while decoding"
-    text = " ".join(str(exc).split())
-    if "truncated" in text.lower() or isinstance(exc, EOFError):
-        return "truncated image"
-    return "cannot decode: %s%s" % (type(exc).__name__, ": " + text[:120] if text else "")
-
-
 def make_thumbnail(path, out_dir=None, size=None, max_pixels=None):
     """Make ``<out_dir>/<md5>.jpg`` for the photo at ``path``; never raises for bad input.
 
@@ -264,7 +250,7 @@ def make_thumbnail(path, out_dir=None, size=None, max_pixels=None):
             buf = io.BytesIO()
             thumb.save(buf, "JPEG", quality=JPEG_QUALITY)
     except Exception as exc:  # noqa: BLE001 - any decoder failure (MemoryError too) is bad input
-        return FAILED, md5, _decode_error(exc)
+        return FAILED, md5, report.image_error_reason(exc)
     try:
         with fsutil.atomic_write(dest) as f:
             f.write(buf.getvalue())
