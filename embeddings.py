@@ -14,46 +14,24 @@ Offline: --weights PATH (a state-dict file), or put torchvision's file in $TORCH
 Reduced precision: --precision auto uses bf16 on CPUs with AMX/AVX512-BF16 and on GPUs;
 --precision fp32 forces full precision. The vector format is defined in photomap/features.py.
 """
-import argparse
 import sys
 
 from photomap import embed
+from photomap.cli import Parser, UsageError, count
 from photomap.report import fatal
-
-
-class _UsageError(Exception):
-    pass
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one "error: ..." line instead of usage + message
-        raise _UsageError(message)
-
-
-def _count(minimum):
-    def parse(text):
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError("not a whole number: %r" % text) from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError("must be at least %d, not %d" % (minimum, value))
-        return value
-    return parse
 
 
 def build_parser():
     """The command-line parser; ``--help`` opens with the module docstring's command lines."""
-    p = _Parser(prog="embeddings.py", description=__doc__,
-                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(prog="embeddings.py", description=__doc__)
     p.add_argument("paths", nargs="*", metavar="PATH",
                    help="images to embed; a single - reads one path per line from stdin")
     p.add_argument("-o", "--output", required=True, help="feature folder, created if missing")
     p.add_argument("-m", "--model", default=embed.DEFAULT_MODEL,
                    help="any torchvision classification model (default: %(default)s)")
-    p.add_argument("-b", "--batch-size", type=_count(1), default=None,
+    p.add_argument("-b", "--batch-size", type=count(1), default=None,
                    help="images per forward pass (default: 32 on CPU, 256 on a GPU)")
-    p.add_argument("-j", "--workers", type=_count(0), default=None,
+    p.add_argument("-j", "--workers", type=count(0), default=None,
                    help="decode processes; 0 decodes in the main process (default: 1 on a CPU "
                         "with up to 4 cores, a quarter of the cores above that, all but one "
                         "core (at most 16) for a GPU)")
@@ -92,7 +70,7 @@ def main(argv=None) -> int:
     """Parse ``argv`` (default: sys.argv[1:]), run stage 2, return the exit status."""
     try:
         args = build_parser().parse_args(argv)
-    except _UsageError as exc:
+    except UsageError as exc:
         return fatal(str(exc))
     paths = args.paths
     if paths == ["-"]:

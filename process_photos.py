@@ -13,26 +13,8 @@ import argparse
 import sys
 
 from photomap import thumbs
+from photomap.cli import Parser, UsageError, count
 from photomap.report import fatal
-
-
-class _UsageError(Exception):
-    pass
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one "error: ..." line instead of usage + message
-        raise _UsageError(message)
-
-
-def _positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError("not a whole number: %r" % text) from None
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1, not %d" % value)
-    return value
 
 
 def _pixel_count(text):
@@ -47,12 +29,11 @@ def _pixel_count(text):
 
 def build_parser():
     """The command-line parser; ``--help`` opens with the module docstring's command lines."""
-    p = _Parser(prog="process_photos.py", description=__doc__,
-                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(prog="process_photos.py", description=__doc__)
     p.add_argument("-d", "--dir", default=".", help="photo folder to crawl (default: .)")
     p.add_argument("-o", "--output", required=True,
                    help="thumbnail folder, created if missing; never crawled, even inside -d")
-    p.add_argument("-s", "--size", type=_positive_int, default=thumbs.DEFAULT_SIZE,
+    p.add_argument("-s", "--size", type=count(1), default=thumbs.DEFAULT_SIZE,
                    help="thumbnails fit in SIZE x SIZE pixels (default: %(default)s)")
     p.add_argument("-l", "--file-list", metavar="META",
                    help=".meta of an earlier run: its paths are skipped (a missing file means a "
@@ -60,7 +41,7 @@ def build_parser():
     p.add_argument("-x", "--extensions", nargs="+", metavar="EXT",
                    default=list(thumbs.DEFAULT_EXTENSIONS),
                    help="file extensions to take, any case (default: %(default)s)")
-    p.add_argument("-j", "--jobs", type=_positive_int, default=None,
+    p.add_argument("-j", "--jobs", type=count(1), default=None,
                    help="worker processes (default: all cores, here %d)" % thumbs.default_jobs())
     p.add_argument("-q", "--quiet", action="store_true",
                    help="no progress bar, info or summary; per-file failures and errors only")
@@ -77,7 +58,7 @@ def main(argv=None) -> int:
     """Parse ``argv`` (default: sys.argv[1:]), run stage 1, return the exit status."""
     try:
         args = build_parser().parse_args(argv)
-    except _UsageError as exc:
+    except UsageError as exc:
         return fatal(str(exc))
     try:
         return thumbs.run(args.dir, args.output, size=args.size, file_list=args.file_list,

@@ -9,29 +9,19 @@ UMAP parameters are unchanged. Look at the page with:
   cd output && python -m http.server 8000 --bind 127.0.0.1
   then open http://127.0.0.1:8000/map_resnet18.html
 """
-import argparse
 import os
 import sys
 import time
 
+from photomap.cli import Parser, UsageError
 from photomap.fsutil import check_writable_dir
 from photomap.report import fatal
 
 SERVE_PORT = 8000
 
 
-class _UsageError(Exception):
-    pass
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one "error: ..." line instead of usage + message
-        raise _UsageError(message)
-
-
 def parse_args(argv):
-    p = _Parser(usage=__doc__.splitlines()[0] + " [options]", description=__doc__.split("\n", 2)[2],
-                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(usage=__doc__.splitlines()[0] + " [options]", description=__doc__.split("\n", 2)[2])
     p.add_argument("--meta", required=True, help="the .meta log written by process_photos.py")
     p.add_argument("--thumbs", required=True, help="the thumbnail folder (<md5>.jpg)")
     p.add_argument("--features", required=True, help="the feature folder written by embeddings.py")
@@ -71,7 +61,7 @@ def check_inputs(args):
 def main(argv=None) -> int:
     try:
         args = parse_args(argv)
-    except _UsageError as exc:
+    except UsageError as exc:
         return fatal(str(exc))
     from photomap import layout, page  # numpy and friends: after --help
 
