@@ -152,6 +152,15 @@ return [r.left + f.left + (x - xr.start) / (xr.end - xr.start) * f.width,
         r.top + f.top + (yr.end - y) / (yr.end - yr.start) * f.height];
 """
 
+# Scroll the plot fully into the viewport (a notebook page puts it below the fold): mouse events
+# dispatched outside the viewport reach nothing.
+SCROLL_INTO_VIEW_JS = PLOT_VIEW_JS + """
+if (pv == null) return;
+const r = pv.canvas.el.getBoundingClientRect();
+if (r.top < 0 || r.bottom > window.innerHeight || r.left < 0 || r.right > window.innerWidth)
+  pv.canvas.el.scrollIntoView({block: "center", inline: "center"});
+"""
+
 PLOT_READY_JS = PLOT_VIEW_JS + """
 return pv != null && pv.model.inner_width > 0 && pv.is_idle;
 """
@@ -211,6 +220,7 @@ def mouse_click(driver, cx, cy) -> None:
 
 def hover_point(driver, plot_name, x, y, dx=0.0, dy=0.0):
     """Move the mouse onto data point ``(x, y)`` (plus ``dx, dy`` pixels); return the viewport position."""
+    driver.execute_script(SCROLL_INTO_VIEW_JS, plot_name)
     cx, cy = data_to_client(driver, plot_name, x, y)
     # Arrive from one pixel away so the browser always sees a move, even onto the same spot.
     mouse_move(driver, cx + dx + 1, cy + dy + 1)

@@ -449,3 +449,38 @@ def test_command_page_hover_finds_each_photo(driver, tmp_path, capsys):
             state = tooltips(driver)
             assert len(state) == 1 and state[0]["imgs"][0][2] == "thumbs/%s.jpg" % md5
             assert state[0]["imgs"][0][0] == 224 and state[0]["lines"][0] == first == paths[md5][0]
+
+
+def test_notebook_inline_plot_hovers_and_pins_like_the_page(driver, tmp_path, monkeypatch):
+    """The notebook's inline plot (executed, exported to HTML as Jupyter shows it) behaves as the page."""
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    nbconvert = pytest.importorskip("nbconvert")
+    meta_path, thumbs, feats, paths = write_dataset(tmp_path, 8)
+    for key, value in (("META", meta_path), ("THUMBS", thumbs), ("FEATURES", feats),
+                       ("OUTPUT", tmp_path / "map.html"), ("THUMB_URL", "thumbs/")):
+        monkeypatch.setenv("PHOTOMAP_" + key, str(value))
+    nb = nbformat.read(os.path.join(ROOT, "visualize.ipynb"), as_version=4)
+    nbclient.NotebookClient(nb, timeout=300, kernel_name="python3",
+                            resources={"metadata": {"path": ROOT}}).execute()
+    body, _ = nbconvert.HTMLExporter().from_notebook_node(nb)
+    (tmp_path / "notebook.html").write_text(body, encoding="utf-8")
+    rows = read_csv(tmp_path / "map.coords.csv")[1:]
+    with browser.serve(tmp_path) as server:
+        driver.get(server.url + "notebook.html")
+        browser.wait_for_plot(driver, page.PLOT_NAME)
+        md5, x, y = rows[0][0], float(rows[0][1]), float(rows[0][2])
+        browser.hover_point(driver, page.PLOT_NAME, x, y)
+        state = tooltips(driver)
+        assert len(state) == 1 and len(state[0]["imgs"]) == 1
+        width, _, src = state[0]["imgs"][0]
+        assert width > 0 and src == "thumbs/%s.jpg" % md5
+        assert state[0]["lines"][0] == paths[md5][0]
+        assert thumb_requests(server) == ["/thumbs/%s.jpg" % md5]
+        cx, cy = browser.data_to_client(driver, page.PLOT_NAME, x, y)
+        browser.mouse_click(driver, cx, cy)
+        deadline = time.monotonic() + 5
+        while not [e for e in browser.deep_query(driver, ".photomap-path")
+                   if e.text == paths[md5][0]] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert [e.text for e in browser.deep_query(driver, ".photomap-path")] == paths[md5]
