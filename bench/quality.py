@@ -17,7 +17,6 @@ weights used; weights that are not the published ImageNet file (e.g. random-init
 """
 import argparse
 import csv
-import hashlib
 import json
 import os
 import shutil
@@ -30,27 +29,19 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from photomap import features, meta, quality  # noqa: E402
+from photomap import embed, features, meta, quality  # noqa: E402
 from photomap.thumbs import DEFAULT_EXTENSIONS, crawl  # noqa: E402
-
-
-def sha256(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def describe_weights(model, weights_path):
     """One line naming the weights, and whether they are torchvision's published file."""
-    import torch
     import torchvision
 
-    url = torchvision.models.get_model_weights(model).DEFAULT.url
+    default = torchvision.models.get_model_weights(model).DEFAULT
+    url = default.url
     published = os.path.basename(url).rsplit("-", 1)[-1].split(".")[0]  # hash prefix in the name
-    path = weights_path or os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(url))
-    digest = sha256(path)
+    path = weights_path or embed.hub_checkpoint_path(default)
+    digest = embed.sha256_file(path)
     if digest.startswith(published):
         return "weights: %s (published ImageNet weights, sha256 %s...)" % (path, digest[:12]), True
     return ("weights: %s (sha256 %s... is NOT the published %s file: e.g. random-init weights; "

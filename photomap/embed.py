@@ -61,7 +61,8 @@ def hub_checkpoint_path(weights) -> str:
     return os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(urlparse(weights.url).path))
 
 
-def _sha256(path) -> str:
+def sha256_file(path) -> str:
+    """Hex sha256 of the file at ``path``, read in 1 MiB blocks."""
     import hashlib
 
     h = hashlib.sha256()
@@ -99,7 +100,7 @@ def load_model(name: str, weights_path=None):
     if weights_path is not None:
         weights_path = os.fspath(weights_path)
         try:
-            digest = _sha256(weights_path)
+            digest = sha256_file(weights_path)
             state = _read_state_dict(weights_path)
         except OSError as exc:
             raise SetupError("cannot read weights file %s: %s" % (weights_path, exc.strerror or exc))

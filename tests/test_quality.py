@@ -51,3 +51,18 @@ def test_make_edits_writes_four_distinct_jpegs(tmp_path):
     assert sizes["jpeg60"] == sizes["bright115"] == (400, 300)
     bright = np.asarray(Image.open(out["bright115"]), float).mean()
     assert bright > np.asarray(Image.open(src), float).mean() * 1.08
+
+
+def test_report_flags_weights_that_are_not_the_published_file(random_weights, torch_home):
+    import importlib.util
+    import os
+
+    from conftest import ROOT
+
+    spec = importlib.util.spec_from_file_location("quality_report", os.path.join(ROOT, "bench", "quality.py"))
+    report = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(report)
+    for given in (str(random_weights), None):  # --weights, and the hub cache's resnet18-f37072fd.pth
+        line, published = report.describe_weights("resnet18", given)
+        assert not published
+        assert "is NOT the published resnet18-f37072fd.pth file" in line and "only a floor" in line
