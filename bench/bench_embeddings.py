@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Benchmark stage 2: embeddings.py against a plain reference, on the same generated thumbnails.
 
-    flock /tmp/bench.lock .venv/bin/python bench/bench_embeddings.py            # 1000 thumbnails
-    flock /tmp/bench.lock .venv/bin/python bench/bench_embeddings.py -n 2000 -- -j 2 -b 64
+    .venv/bin/python bench/bench_embeddings.py            # 1000 thumbnails
+    .venv/bin/python bench/bench_embeddings.py -n 2000 -- -j 2 -b 64
 
 Generates N photo-like 224px JPEG thumbnails (crops of scikit-image's sample photos) under
 bench/out/ (git-ignored), then times

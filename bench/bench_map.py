@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""flock /tmp/bench.lock .venv/bin/python bench/bench_map.py            # 10k and 100k points
-flock /tmp/bench.lock .venv/bin/python bench/bench_map.py --sizes 10000
+""".venv/bin/python bench/bench_map.py            # 10k and 100k points
+.venv/bin/python bench/bench_map.py --sizes 10000
 
 Stage 3 at scale: synthetic 512-d features and tiny thumbnails (scratch data in bench/out/, reused),
 then UMAP time, page build time and size, and in headless chromium the time to first render, the
