@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
-""".venv/bin/python bench/bench_map.py            # 10k and 100k points
-.venv/bin/python bench/bench_map.py --sizes 10000
+"""Benchmark stage 3 at 10k and 100k points: UMAP, page build and size, render and hover in Chromium.
+
+    .venv/bin/python bench/bench_map.py                  # 10k and 100k points
+    .venv/bin/python bench/bench_map.py --sizes 10000
 
 Stage 3 at scale: synthetic 512-d features and tiny thumbnails (scratch data in bench/out/, reused),
 then UMAP time, page build time and size, and in headless chromium the time to first render, the
