@@ -165,12 +165,6 @@ PLOT_READY_JS = PLOT_VIEW_JS + """
 return pv != null && pv.model.inner_width > 0 && pv.is_idle;
 """
 
-FRAME_JS = PLOT_VIEW_JS + """
-if (pv == null) return null;
-const f = pv.frame.bbox, r = pv.canvas.el.getBoundingClientRect();
-return [r.left + f.left, r.top + f.top, f.width, f.height];
-"""
-
 # JS: find elements matching a CSS selector in the document and inside every (nested) shadow root.
 DEEP_QUERY_JS = """
 const sel = arguments[0], out = [];

@@ -449,7 +449,7 @@ def run(paths, out_dir, model_name=DEFAULT_MODEL, batch_size=None, workers=None,
     # ---- the run
     from tqdm import tqdm
 
-    tally = Tally(STAGE, quiet=quiet)
+    tally = Tally(STAGE)
     todo = plan(paths, out_dir, overwrite, dim, tally)
     if verbose:
         info("%d images to embed, %d already done" % (len(todo), tally.counts["skipped existing"]))

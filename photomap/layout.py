@@ -15,6 +15,7 @@ import numpy as np
 from . import features as features_mod
 from .fsutil import atomic_write
 from .meta import read_meta, thumb_name
+from .report import printable
 
 UMAP_DEFAULTS = {"n_neighbors": 15, "min_dist": 0.1, "metric": "cosine", "seed": None}
 COLOUR_MODES = ("auto", "folder", "cluster", "none")
@@ -28,7 +29,7 @@ CSV_HEADER = ["md5", "x", "y", "path"]
 class Photos:
     """The joined inputs, one row per md5 (sorted by md5, so the order never depends on the log).
 
-    ``paths[i]`` lists every original path of ``md5s[i]`` (printable, see :func:`display_path`);
+    ``paths[i]`` lists every original path of ``md5s[i]`` (made printable by :func:`report.printable`);
     ``features`` is the ``(n, d)`` float32 matrix in the same order; ``left_out`` counts what the join
     dropped, by reason."""
     md5s: list
@@ -44,13 +45,6 @@ class Photos:
     @property
     def copies(self):
         return [len(p) for p in self.paths]
-
-
-def display_path(path: str) -> str:
-    """``path`` (as read from the .meta log) as valid one-line text: undecodable bytes become
-    ``\\xNN``, tab/newline/carriage return their backslash escapes; everything else is kept."""
-    text = path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-    return text.replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
 
 
 def join(meta_path, thumbs_dir, features_dir, log="stderr") -> Photos:
@@ -77,7 +71,7 @@ def join(meta_path, thumbs_dir, features_dir, log="stderr") -> Photos:
         left_out[key] += 1
     left_out["# error lines"] = len(meta.errors)
     left_out["malformed .meta lines"] = meta.malformed
-    photos = Photos(md5s=found, paths=[[display_path(p) for p in groups[m]] for m in found],
+    photos = Photos(md5s=found, paths=[[printable(p) for p in groups[m]] for m in found],
                     features=matrix, thumbs_dir=os.fspath(thumbs_dir),
                     left_out=Counter({k: v for k, v in left_out.items() if v}),
                     model=_model_name(features_dir))

@@ -13,9 +13,8 @@ def fatal(message: str) -> int:
 class Tally:
     """Counts item outcomes and failure reasons for the end-of-run summary line."""
 
-    def __init__(self, stage: str, quiet: bool = False):
+    def __init__(self, stage: str):
         self.stage = stage
-        self.quiet = quiet
         self.counts = Counter()
         self.reasons = Counter()
         self.start = time.monotonic()
@@ -86,6 +85,11 @@ def short_reason(reason: str) -> str:
 
 
 def printable(path: str) -> str:
-    """``path`` as one printable line: control characters and undecodable bytes escaped."""
-    return str(path).encode("unicode_escape", "backslashreplace").decode("ascii") \
-        if any(ord(c) < 32 or 0xDC80 <= ord(c) <= 0xDCFF for c in str(path)) else str(path)
+    """``path`` (as from ``os.fsdecode``) as one printable line: undecodable bytes and control
+    characters become ``\\xNN`` (tab, newline and carriage return ``\\t``, ``\\n``, ``\\r``);
+    everything else, unicode included, is kept."""
+    text = str(path).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    if not any(c < " " or c == "\x7f" for c in text):
+        return text
+    named = {"\t": "\\t", "\n": "\\n", "\r": "\\r"}
+    return "".join(named.get(c, "\\x%02x" % ord(c)) if c < " " or c == "\x7f" else c for c in text)

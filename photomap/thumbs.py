@@ -342,7 +342,7 @@ def run(root=".", out_dir=None, size=DEFAULT_SIZE, file_list=None, extensions=DE
     write_line = _line_writer(sys.stdout)
 
     # ---- the run
-    tally = Tally(STAGE, quiet=quiet)
+    tally = Tally(STAGE)
     if fresh_note:
         print("%s: %s" % (STAGE, fresh_note), file=stderr)  # said even with -q: it changes what runs
     elif file_list is not None:
