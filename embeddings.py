@@ -18,7 +18,7 @@ import sys
 
 from photomap import embed
 from photomap.cli import Parser, UsageError, count
-from photomap.report import fatal
+from photomap.report import SetupError, fatal
 
 
 def build_parser():
@@ -84,7 +84,7 @@ def main(argv=None) -> int:
                          workers=args.workers, device=args.device, precision=args.precision,
                          weights_path=args.weights, overwrite=args.overwrite, quiet=args.quiet,
                          verbose=args.verbose)
-    except embed.SetupError as exc:
+    except SetupError as exc:
         return fatal(str(exc))
 
 

@@ -14,7 +14,7 @@ import sys
 
 from photomap import thumbs
 from photomap.cli import Parser, UsageError, count
-from photomap.report import fatal
+from photomap.report import SetupError, fatal
 
 
 def _pixel_count(text):
@@ -65,7 +65,7 @@ def main(argv=None) -> int:
                           extensions=args.extensions, jobs=args.jobs, quiet=args.quiet,
                           verbose=args.verbose, retry_errors=args.retry_errors,
                           max_pixels=args.max_pixels)
-    except thumbs.SetupError as exc:
+    except SetupError as exc:
         return fatal(str(exc))
 
 

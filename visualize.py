@@ -83,7 +83,7 @@ def main(argv=None) -> int:
         return fatal("cannot compute the map: %s" % exc)
     t1 = time.monotonic()
     size = page.write_page(page.map_layout(photos, coords, args.output, args.colour, seed=args.seed),
-                           args.output, title="Photo map: %d photos" % len(photos))
+                           args.output)
     t2 = time.monotonic()
     if args.verbose and log:
         print("visualize: layout %.1fs, page %.1fs, %.1f MB" % (t1 - t0, t2 - t1, size / 1e6), file=log)

@@ -75,11 +75,11 @@ def pick_regions(xy, paths, n_regions, seed=0):
 
     k = max(1, min(8, len(xy) // 5))
     labels = KMeans(n_clusters=k, n_init=10, random_state=seed).fit_predict(xy)
-    common = os.path.commonpath([os.path.dirname(p) or "." for p in paths]) if paths else ""
+    folders = layout.top_folders(paths, layout.common_root(paths))
     regions = []
     for label, _ in Counter(labels).most_common(n_regions):
         members = np.flatnonzero(labels == label)
-        tops = Counter(os.path.relpath(paths[i], common).split(os.sep)[0] for i in members)
+        tops = Counter(folders[i] for i in members)
         top, n = tops.most_common(1)[0]
         regions.append((members, "%d photos, %d%% from folder '%s'" % (len(members), 100 * n // len(members), top)))
     return regions

@@ -13,7 +13,7 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 
 from . import features, fsutil, report
-from .report import Tally, printable
+from .report import SetupError, Tally, printable
 
 STAGE = "embeddings"
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -25,10 +25,6 @@ _PRETRAINED_KWARGS = {
     "googlenet": dict(transform_input=True, aux_logits=False, init_weights=False),
     "inception_v3": dict(transform_input=True, aux_logits=False, init_weights=False),
 }
-
-
-class SetupError(Exception):
-    """A problem found before any work starts; its message becomes one ``error:`` line."""
 
 
 # ---------------------------------------------------------------------------- model and weights
@@ -157,7 +153,7 @@ def feature_head(model):
 def fold_batchnorm(model):
     """Fold eval-mode BatchNorm into the preceding convolutions (torch.fx); ``(model, folded)``.
 
-    Models that torch.fx cannot trace are returned unchanged with ``folded=False``.
+    Models that torch.fx cannot trace are returned unchanged with ``folded=0``.
     """
     import torch.nn as nn
     from torch.fx.experimental.optimization import fuse

@@ -233,9 +233,9 @@ def write_coords_csv(csv_path, photos, coords, only_if_changed=False) -> None:
         f.write(text)
 
 
-def common_root(photos: Photos) -> str:
-    """The deepest folder holding every original path ('' when there is none in common)."""
-    dirs = [os.path.dirname(p) for paths in photos.paths for p in paths]
+def common_root(paths) -> str:
+    """The deepest folder holding every path in ``paths`` ('' when there is none in common)."""
+    dirs = [os.path.dirname(p) for p in paths]
     if not dirs:
         return ""
     try:
@@ -244,11 +244,11 @@ def common_root(photos: Photos) -> str:
         return ""
 
 
-def top_folders(photos: Photos, root: str):
-    """For each photo, the top-level folder of its first path under ``root`` ('.' when directly in it)."""
+def top_folders(paths, root: str):
+    """For each path, its top-level folder under ``root`` ('.' when directly in it)."""
     out = []
-    for paths in photos.paths:
-        folder = os.path.dirname(paths[0])
+    for path in paths:
+        folder = os.path.dirname(path)
         rel = os.path.relpath(folder, root) if root else folder
         first = rel.split(os.sep)[0] if rel not in ("", os.curdir) else os.curdir
         out.append(first or os.sep)
@@ -266,7 +266,8 @@ def colour_groups(photos: Photos, mode="auto", seed=None):
     if mode == "none" or n == 0:
         return ["photos"] * n, "one colour"
     if mode in ("auto", "folder"):
-        folders = top_folders(photos, common_root(photos))
+        every = [p for paths in photos.paths for p in paths]
+        folders = top_folders([paths[0] for paths in photos.paths], common_root(every))
         distinct = len(set(folders))
         if mode == "folder" or 2 <= distinct <= MAX_FOLDER_COLOURS:
             return folders, "top-level folder"

@@ -12,7 +12,6 @@ backslash -> ``\\\\``, tab -> ``\\t``, newline -> ``\\n``, carriage return -> ``
 not valid UTF-8 (Linux file names are bytes) -> ``\\xNN``. A last line without its ``\\n`` (cut short by a
 kill) and any malformed line are ignored by the reader, never a crash.
 """
-import os
 import re
 from dataclasses import dataclass, field
 

@@ -224,16 +224,19 @@ def _natural_key(label):
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", str(label))]
 
 
-def page_html(layout, title="Photo map") -> str:
-    """The standalone HTML of ``layout`` with bokeh's JavaScript inline (opens with no internet)."""
+def page_html(layout, title=None) -> str:
+    """The standalone HTML of ``layout`` with bokeh's JavaScript inline (opens with no internet);
+    the browser tab shows ``title``, by default the plot's own title."""
     from bokeh.embed import file_html
     from bokeh.resources import INLINE
 
+    if title is None:
+        title = layout.children[0].title.text
     return file_html(layout, INLINE, title)  # the template escapes the title itself
 
 
-def write_page(layout, path, title="Photo map") -> int:
-    """Write the page atomically at ``path``; return its size in bytes."""
+def write_page(layout, path, title=None) -> int:
+    """Write the page atomically at ``path`` (see :func:`page_html`); return its size in bytes."""
     data = page_html(layout, title).encode("utf-8")
     with atomic_write(path) as f:
         f.write(data)

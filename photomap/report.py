@@ -4,6 +4,11 @@ import time
 from collections import Counter
 
 
+class SetupError(Exception):
+    """A problem found before any work starts (bad option, missing folder, unknown model...);
+    the entry point turns its message into one ``error:`` line with :func:`fatal`."""
+
+
 def fatal(message: str) -> int:
     """Print ``error: message`` on stderr and return the exit status for ``main`` to return."""
     print("error: " + message, file=sys.stderr)

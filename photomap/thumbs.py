@@ -7,7 +7,7 @@ import signal
 import sys
 
 from . import fsutil, meta, report
-from .report import Tally, printable
+from .report import SetupError, Tally, printable
 
 STAGE = "process_photos"
 DEFAULT_EXTENSIONS = ("jpg", "jpeg", "png", "gif", "bmp", "tif", "tiff", "webp", "heic", "heif")
@@ -22,10 +22,6 @@ NEW, EXISTS, FAILED, OUTPUT_ERROR = "new", "exists", "failed", "output error"
 
 # EXIF tag 0x0112 (Orientation): how the stored pixels must be turned or mirrored to show upright.
 _ORIENTATION_TAG = 0x0112
-
-
-class SetupError(Exception):
-    """A problem found before any work starts (missing folder, unwritable output...)."""
 
 
 def normalize_extensions(values) -> frozenset:

@@ -204,7 +204,8 @@ def test_colours_by_folder_when_few_else_by_cluster(tmp_path):
     labels, what = layout.colour_groups(photos, "auto", seed=0)
     assert what.startswith("KMeans") and len(set(labels)) == 10
     # 16 folders with distinct centres, 10 clusters: each folder falls in exactly one cluster.
-    folder_of = layout.top_folders(photos, layout.common_root(photos))
+    folder_of = layout.top_folders([p[0] for p in photos.paths],
+                                   layout.common_root([p for ps in photos.paths for p in ps]))
     assert all(len({lab for lab, f in zip(labels, folder_of) if f == g}) == 1 for g in set(folder_of))
 
 
