@@ -17,7 +17,7 @@ Reduced precision: --precision auto uses bf16 on CPUs with AMX/AVX512-BF16 and o
 import sys
 
 from photomap import embed
-from photomap.cli import Parser, UsageError, count
+from photomap.cli import Parser, UsageError, count, exit_now
 from photomap.report import SetupError, fatal
 
 
@@ -86,7 +86,10 @@ def main(argv=None) -> int:
                          verbose=args.verbose)
     except SetupError as exc:
         return fatal(str(exc))
+    except KeyboardInterrupt:  # during start-up; the run itself reports its own interruption
+        print("embeddings: interrupted before any vector was written", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_now(main())

@@ -13,7 +13,7 @@ import os
 import sys
 import time
 
-from photomap.cli import Parser, UsageError
+from photomap.cli import Parser, UsageError, exit_now
 from photomap.fsutil import check_writable_dir
 from photomap.report import fatal
 
@@ -96,4 +96,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_now(main())

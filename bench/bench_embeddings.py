@@ -5,18 +5,21 @@
     .venv/bin/python bench/bench_embeddings.py -n 2000 -- -j 2 -b 64
 
 Generates N photo-like 224px JPEG thumbnails (crops of scikit-image's sample photos) under
-bench/out/ (git-ignored), then times
-  * the reference: paths opened one after another in this process with Pillow, the weights' own
-    transforms, fp32, torch.no_grad, batch 128, np.save per file;
+bench/out/ (git-ignored), then times, alternating R times (-r, default 3),
+  * the reference: this script started again as its own process, opening the paths one after
+    another with Pillow, the weights' own transforms, fp32, torch.no_grad, batch 128, np.save per
+    file;
   * embeddings.py as a user runs it (a subprocess, default settings; arguments after -- are added),
-and prints both images/s and the ratio. Both use the same random-init resnet18 weights (--weights;
-no download). Also checks that both computed the same features (cosine similarity).
+and prints images/s for each run, the ratio of each pair and the median ratio. Both use the same
+random-init resnet18 weights (--weights; no download). Also checks that both computed the same
+features (cosine similarity).
 """
 import argparse
 import hashlib
 import io
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -109,6 +112,8 @@ def main(argv=None) -> int:
     parser.add_argument("-n", "--count", type=int, default=1000, help="thumbnails (default: 1000)")
     parser.add_argument("--out", default=os.path.join(ROOT, "bench", "out"),
                         help="scratch folder (default: bench/out)")
+    parser.add_argument("-r", "--repeat", type=int, default=3,
+                        help="runs of each side, alternating (default: 3)")
     parser.add_argument("--skip-reference", action="store_true", help="time embeddings.py only")
     parser.add_argument("--run-reference", nargs=3, metavar=("PATHS", "WEIGHTS", "OUT"),
                         help=argparse.SUPPRESS)  # the reference's own process, started by main
@@ -134,43 +139,36 @@ def main(argv=None) -> int:
     print("torch %s, %d threads, CPU capability %s" % (
         torch.__version__, torch.get_num_threads(), torch.backends.cpu.get_cpu_capability()))
 
+    list_file = os.path.join(args.out, "emb_paths.txt")
+    with open(list_file, "w") as f:
+        f.write("".join(p + "\n" for p in paths))
     ref_dir = os.path.join(args.out, "emb_reference")
-    shutil.rmtree(ref_dir, ignore_errors=True)
-    ref_rate = None
-    if not args.skip_reference:
-        # Run as a user would, in its own process, so both sides pay interpreter start and imports.
-        list_file = os.path.join(args.out, "emb_paths.txt")
-        with open(list_file, "w") as f:
-            f.write("".join(p + "\n" for p in paths))
-        start = time.perf_counter()
-        res = subprocess.run([sys.executable, os.path.abspath(__file__), "--run-reference", list_file,
-                              weights, ref_dir], capture_output=True, text=True, check=True)
-        seconds = time.perf_counter() - start
-        ref_rate, ref_loop_rate = len(paths) / seconds, len(paths) / float(res.stdout.split()[-1])
-        print("reference (Pillow in one process, fp32, no_grad, batch 128): %.1fs wall, %.1f images/s "
-              "(%.1f images/s after imports and model load)" % (seconds, ref_rate, ref_loop_rate))
-
     feat_dir = os.path.join(args.out, "emb_features")
-    shutil.rmtree(feat_dir, ignore_errors=True)
     cmd = [sys.executable, os.path.join(ROOT, "embeddings.py"), "-o", feat_dir, "--weights", weights]
     cmd += args.extra + ["-"]
     print("$ " + " ".join(cmd[1:]) + " < paths")
-    start = time.perf_counter()
-    res = subprocess.run(cmd, input="".join(p + "\n" for p in paths), text=True,
-                         capture_output=True)
-    seconds = time.perf_counter() - start
-    if res.returncode != 0:
-        print(res.stderr, file=sys.stderr)
-        return 1
-    summary = [line for line in res.stderr.splitlines() if " embedded, " in line]
-    print("  " + "\n  ".join(line for line in res.stderr.splitlines() if line.startswith("embeddings:")))
-    rate = len(paths) / seconds
-    print("embeddings.py: %.1fs wall including interpreter start and model load, %.1f images/s" %
-          (seconds, rate))
-    if ref_rate:
-        loop_rate = float(summary[0].split("(")[-1].split()[0]) if summary else float("nan")
-        print("ratio, whole runs (both include interpreter start and imports): %.2fx" % (rate / ref_rate))
-        print("ratio, after start-up (embeddings' own rate / reference loop): %.2fx" % (loop_rate / ref_loop_rate))
+    # The two sides alternate, so each pair of runs meets about the same load on a shared machine.
+    pairs = []
+    for run in range(1, args.repeat + 1):
+        ref = None
+        if not args.skip_reference:
+            ref = run_reference(list_file, weights, ref_dir, len(paths))
+            print("run %d  reference: %.1fs wall, %.1f images/s (%.1f images/s after imports and "
+                  "model load)" % (run, len(paths) / ref[0], ref[0], ref[1]))
+        emb = run_embeddings(cmd, paths, feat_dir)
+        if emb is None:
+            return 1
+        print("run %d  embeddings.py: %.1fs wall, %.1f images/s (%.1f images/s after start-up)%s" % (
+            run, len(paths) / emb[0], emb[0], emb[1], "" if run > 1 else "\n    " + emb[2]))
+        if ref:
+            pairs.append((emb[0] / ref[0], emb[1] / ref[1]))
+            print("        ratio %.2fx whole runs, %.2fx after start-up" % pairs[-1])
+    if pairs:
+        whole, loop = sorted(p[0] for p in pairs), sorted(p[1] for p in pairs)
+        print("ratio, whole runs (both include interpreter start, imports and exit): median %.2fx "
+              "(%s)" % (statistics.median(whole), ", ".join("%.2f" % r for r in whole)))
+        print("ratio, after start-up (embeddings' own rate / reference loop): median %.2fx (%s)" % (
+            statistics.median(loop), ", ".join("%.2f" % r for r in loop)))
         cos = []
         for p in paths[:: max(1, len(paths) // 200)]:
             name = os.path.basename(p) + ".npy"
@@ -178,7 +176,33 @@ def main(argv=None) -> int:
             cos.append(float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b))))
         print("same features: min cosine similarity to the reference %.5f over %d images" % (
             min(cos), len(cos)))
-    return 0 if summary else 1
+    return 0
+
+
+def run_reference(list_file, weights, ref_dir, n):
+    """One reference run in its own process; ``(images/s whole run, images/s after start-up)``."""
+    shutil.rmtree(ref_dir, ignore_errors=True)
+    start = time.perf_counter()
+    res = subprocess.run([sys.executable, os.path.abspath(__file__), "--run-reference", list_file,
+                          weights, ref_dir], capture_output=True, text=True, check=True)
+    seconds = time.perf_counter() - start
+    return n / seconds, n / float(res.stdout.split()[-1])
+
+
+def run_embeddings(cmd, paths, feat_dir):
+    """One embeddings.py run into an empty folder, as a user runs it; ``(images/s whole run,
+    images/s from its own summary line, its stderr lines)``, or None when it failed."""
+    shutil.rmtree(feat_dir, ignore_errors=True)
+    start = time.perf_counter()
+    res = subprocess.run(cmd, input="".join(p + "\n" for p in paths), text=True,
+                         capture_output=True)
+    seconds = time.perf_counter() - start
+    summary = [line for line in res.stderr.splitlines() if " embedded, " in line]
+    if res.returncode != 0 or not summary:
+        print(res.stderr, file=sys.stderr)
+        return None
+    log = "\n    ".join(line for line in res.stderr.splitlines() if line.startswith("embeddings:"))
+    return len(paths) / seconds, float(summary[0].split("(")[-1].split()[0]), log
 
 
 if __name__ == "__main__":

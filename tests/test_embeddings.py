@@ -72,7 +72,7 @@ def test_hub_cache_vectors_size_dtype_identity_and_differences(tmp_path, torch_h
     status, err = run(capsys, "-o", out, *CPU, *photos, twin)
     assert status == 0, err
     assert err[0] == "embeddings: device cpu (%d threads), precision %s" % (
-        torch.get_num_threads(), "bf16 autocast" if embed.cpu_has_native_bf16() else "fp32")
+        torch.get_num_threads(), "bf16 (oneDNN layout)" if embed.cpu_has_native_bf16() else "fp32")
     assert err[-1].startswith("embeddings: 4 embedded, 0 skipped existing, 0 failed in ")
     assert npy_files(out) == sorted(["features.json", "twin.jpg.npy"] +
                                     [os.path.basename(p) + ".npy" for p in photos])
@@ -107,6 +107,75 @@ def test_bf16_keeps_cosine_to_fp32_on_photos(tmp_path, random_weights, capsys):
     assert json.loads((tmp_path / "bf16" / "features.json").read_text())["precision"] == "bf16"
     for p in photos:
         assert cosine(vec(tmp_path / "fp32", p), vec(tmp_path / "bf16", p)) >= 0.999
+
+
+def test_one_step_resize_and_crop_gives_the_weights_transforms_values(tmp_path, random_weights):
+    import torch
+    from PIL import Image
+    from skimage import data
+    from torchvision.models import ResNet18_Weights
+    from torchvision.transforms._presets import ImageClassification
+
+    transforms = ResNet18_Weights.DEFAULT.transforms()
+    pre = embed.Preprocess(transforms)
+    photo = Image.fromarray(data.astronaut())
+    model, _, _ = embed.load_model("resnet18", random_weights)
+    model = embed.feature_head(model)[0].eval()
+    # (width, height): stage 1 thumbnails, a big photo, a tiny one, already 256 on the short side
+    # (crop only), and a crop larger than the resized image (padding): the last two take the
+    # two-step path.
+    cases = [((224, 161), transforms, True), ((161, 224), transforms, True),
+             ((3000, 2000), transforms, True), ((30, 20), transforms, True),
+             ((256, 300), transforms, False), ((224, 161), ImageClassification(crop_size=300), False)]
+    for size, t, one_step in cases:
+        p = embed.Preprocess(t)
+        img = photo.resize(size, Image.LANCZOS)
+        assert (p.crop_box(*size) is not None) == one_step, size
+        want = t(img)
+        got = p.on_device(p.on_cpu(img)[None])[0]
+        assert got.shape == want.shape and got.dtype == torch.float32
+        levels = (got - want).abs() * torch.tensor(t.std).view(3, 1, 1) * 255
+        assert levels.max() <= 2.001, (size, levels.max())  # rounding, not a shift or a scale
+        assert (levels > 0.5).float().mean() < 0.05, size
+        if t is transforms:
+            with torch.inference_mode():
+                a, b = model(want[None])[0].numpy(), model(got[None])[0].numpy()
+            assert cosine(a, b) >= 0.9999, size
+
+
+def test_network_uses_onednn_layout_where_it_can_and_falls_back_quietly(tmp_path, random_weights,
+                                                                        capsys):
+    import copy
+
+    import torch
+    import torchvision
+    from PIL import Image
+
+    if not (embed.cpu_has_native_bf16() and torch.backends.mkldnn.is_available()):
+        pytest.skip("this CPU has no native bf16, so the oneDNN bf16 path is not taken here")
+    model, _, transforms = embed.load_model("resnet18", random_weights)
+    model, dim = embed.feature_head(model)
+    pre = embed.Preprocess(transforms)
+    batch = torch.stack([pre.on_cpu(Image.open(p).convert("RGB"))
+                         for p in photo_crops(tmp_path, 6)])
+    cpu = torch.device("cpu")
+    plain = embed.Network(copy.deepcopy(model), cpu, "fp32", pre)
+    fast = embed.Network(model, cpu, "bf16", pre)
+    assert (plain.describe(), fast.describe()) == ("fp32", "bf16 (oneDNN layout)")
+    assert fast.folded == 20
+    with torch.inference_mode():
+        want, got = plain(batch), fast(batch)
+    assert got.shape == (6, dim) and got.dtype == torch.float32
+    assert torch.nn.functional.cosine_similarity(got, want).min() >= 0.999
+
+    # Hardswish has no kernel on oneDNN's layout: the probe fails, autocast runs it, and the
+    # failure (which torch.fx prints on its way out) stays out of the user's terminal.
+    other, other_dim = embed.feature_head(torchvision.models.mobilenet_v3_small())
+    other = embed.Network(other, cpu, "bf16", pre)
+    assert other.describe() == "bf16 autocast"
+    with torch.inference_mode():
+        assert other(batch).shape == (6, other_dim)
+    assert capsys.readouterr().err == ""
 
 
 def test_existing_vectors_are_skipped_unopened_and_overwrite_redoes(tmp_path, random_weights, capsys):
@@ -295,6 +364,18 @@ def test_stdin_dash_with_blank_lines_and_crlf(tmp_path, random_weights):
     assert res.returncode == 0, res.stderr
     assert res.stdout == b"", "stdout carries no logs"
     assert npy_files(tmp_path / "feats") == ["features.json", "photo00.jpg.npy", "photo01.jpg.npy"]
+
+
+def test_ctrl_c_during_start_up_is_one_line(tmp_path, random_weights):
+    photos = photo_crops(tmp_path / "in", 1)
+    proc = subprocess.Popen(cmd("-o", tmp_path / "feats", *CPU, "--weights", random_weights,
+                                *photos), stderr=subprocess.PIPE, text=True)
+    time.sleep(1.0)  # importing torch and torchvision alone takes longer than this
+    proc.send_signal(signal.SIGINT)
+    err = proc.communicate(timeout=60)[1]
+    assert proc.returncode == 130, err
+    assert err.splitlines() == ["embeddings: interrupted before any vector was written"]
+    assert not list((tmp_path / "feats").glob("*.npy"))
 
 
 def test_sigkill_then_rerun_ends_with_an_uninterrupted_runs_files(tmp_path, random_weights):
