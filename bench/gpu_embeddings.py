@@ -57,18 +57,14 @@ def time_model(weights, dev, precision, batch, steps=30):
 
     model, _, transforms = embed.load_model("resnet18", weights)
     model, _ = embed.feature_head(model)
-    model, _ = embed.fold_batchnorm(model.eval())
-    model = model.to(dev, memory_format=torch.channels_last)
-    pre = embed.Preprocess(transforms)
-    x = torch.randint(0, 255, (batch, 3, 224, 224), dtype=torch.uint8, device=dev)
+    net = embed.Network(model, dev, precision, embed.Preprocess(transforms))
+    x = torch.randint(0, 255, (batch, 224, 224, 3), dtype=torch.uint8, device=dev)  # NHWC, as decoded
     with torch.inference_mode():
         for i in range(steps + 5):
             if i == 5:
                 sync(dev)
                 start = time.perf_counter()
-            with embed._autocast(dev, precision):
-                y = model(pre.on_device(x).contiguous(memory_format=torch.channels_last))
-            y.float().cpu()
+            net(x).cpu()
     sync(dev)
     return steps * batch / (time.perf_counter() - start)
 
