@@ -264,7 +264,7 @@ def onednn_model(model, dtype, size):
 
     if not torch.backends.mkldnn.is_available():
         return None
-    probe = torch.rand((2, 3) + tuple(size), generator=torch.Generator().manual_seed(0)) * 4 - 2
+    probe = torch.rand((1, 3) + tuple(size), generator=torch.Generator().manual_seed(0)) * 4 - 2
     try:
         # torch.fx prints the failing line of a traced model to stderr before raising: a model
         # oneDNN cannot run is expected here, so keep that out of the user's terminal.
