@@ -300,10 +300,11 @@ class Network:
 
         self.device, self.precision, self.preprocess = device, precision, preprocess
         model, self.folded = fold_batchnorm(model.eval())
-        self.onednn = None
+        self.onednn = self.model = None
         if device.type == "cpu" and precision == "bf16":
             self.onednn = onednn_model(model, torch.bfloat16, preprocess.crop_size)
-        self.model = model.to(device, memory_format=torch.channels_last)
+        if self.onednn is None:  # on oneDNN's layout its prepacked copy is all that runs
+            self.model = model.to(device, memory_format=torch.channels_last)
 
     def describe(self) -> str:
         """How the network runs, for the log: ``bf16 (oneDNN layout)``, ``fp16 autocast``, ``fp32``."""
