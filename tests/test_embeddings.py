@@ -178,6 +178,31 @@ def test_network_uses_onednn_layout_where_it_can_and_falls_back_quietly(tmp_path
     assert capsys.readouterr().err == ""
 
 
+def test_onednn_copy_that_computes_otherwise_is_not_used(random_weights, monkeypatch):
+    import torch
+    import torch.utils.mkldnn
+
+    if not torch.backends.mkldnn.is_available():
+        pytest.skip("this torch has no oneDNN")
+    real = torch.utils.mkldnn.to_mkldnn
+
+    class Skewed(torch.nn.Module):  # runs, right shape, wrong numbers
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, x):
+            y = self.inner(x).to_dense()
+            return y.flip(1).to_mkldnn()
+
+    monkeypatch.setattr(torch.utils.mkldnn, "to_mkldnn", lambda m, dtype: Skewed(real(m, dtype)))
+    model, _, transforms = embed.load_model("resnet18", random_weights)
+    model, dim = embed.feature_head(model)
+    assert embed.onednn_model(model.eval(), torch.bfloat16, (224, 224)) is None
+    net = embed.Network(model, torch.device("cpu"), "bf16", embed.Preprocess(transforms))
+    assert net.describe() == "bf16 autocast"
+
+
 def test_existing_vectors_are_skipped_unopened_and_overwrite_redoes(tmp_path, random_weights, capsys):
     photos = photo_crops(tmp_path / "in", 2)
     out = tmp_path / "feats"
