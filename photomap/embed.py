@@ -533,7 +533,6 @@ def run(paths, out_dir, model_name=DEFAULT_MODEL, batch_size=None, workers=None,
         raise SetupError("cannot write to output folder %s: %s" % (out_dir, exc.strerror or exc))
     model, weights_info, transforms = load_model(model_name, weights_path)
     model, dim = feature_head(model)
-    model.eval()
     preprocess = Preprocess(transforms)
     sidecar = dict(weights_info, model=model_name, preprocessing=preprocess.describe(),
                    precision=prec, dim=dim)
