@@ -33,6 +33,15 @@ def parse_args(argv):
     p.add_argument("--colour", "--color", dest="colour", default="auto",
                    choices=("auto", "folder", "cluster", "none"),
                    help="colour by top-level folder, by KMeans cluster, or auto (folders if 2..10)")
+    p.add_argument("--dup-threshold", default="auto",
+                   help="cosine similarity at which two photos count as near-duplicates (default auto: "
+                        "derived from each photo's neighbours, for any model)")
+    p.add_argument("--neighbours", "--neighbors", dest="neighbours", default="auto",
+                   choices=("auto", "exact", "approximate"),
+                   help="how the 12 nearest neighbours are found (auto: exact up to 60000 photos)")
+    p.add_argument("--neighbours-csv", "--neighbors-csv", dest="neighbours_csv", default="auto",
+                   choices=("auto", "always", "never"),
+                   help="write <page>.neighbours.csv (auto: up to 100000 photos)")
     p.add_argument("-q", "--quiet", action="store_true", help="only errors on stderr")
     p.add_argument("-v", "--verbose", action="store_true", help="also print timings")
     return p.parse_args(argv)
@@ -50,6 +59,13 @@ def check_inputs(args):
         return "--n-neighbors must be at least 2"
     if not 0.0 <= args.min_dist <= 1.0:
         return "--min-dist must be between 0 and 1"
+    if args.dup_threshold != "auto":
+        try:
+            threshold = float(args.dup_threshold)
+        except ValueError:
+            threshold = None
+        if threshold is None or not -1.0 < threshold <= 1.0:
+            return "--dup-threshold must be auto or a cosine similarity above -1 and at most 1"
     out_dir = os.path.dirname(os.path.abspath(args.output))
     try:
         check_writable_dir(out_dir)
@@ -63,7 +79,7 @@ def main(argv=None) -> int:
         args = parse_args(argv)
     except UsageError as exc:
         return fatal(str(exc))
-    from photomap import layout, page  # numpy and friends: after --help
+    from photomap import layout, page, similar  # numpy and friends: after --help
 
     problem = check_inputs(args)
     if problem:
@@ -81,6 +97,9 @@ def main(argv=None) -> int:
                                          min_dist=args.min_dist, metric=args.metric, seed=args.seed)
     except ValueError as exc:  # e.g. an unknown metric, reported by umap-learn
         return fatal("cannot compute the map: %s" % exc)
+    threshold = None if args.dup_threshold == "auto" else float(args.dup_threshold)
+    similar.build(photos.md5s, photos.features, photos.paths, args.output, dup_threshold=threshold,
+                  method=args.neighbours, neighbours_csv=args.neighbours_csv, log=log)
     t1 = time.monotonic()
     size = page.write_page(page.map_layout(photos, coords, args.output, args.colour, seed=args.seed),
                            args.output)
