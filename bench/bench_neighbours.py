@@ -41,9 +41,16 @@ def synthetic(n, dim=512, latent=32, clusters=200, seed=0):
 def full_recall(approx_index, exact_sims, x):
     """Share of the exact k-NN found, over every photo (ties with the k-th count as found)."""
     k = exact_sims.shape[1]
-    got = np.einsum("nd,nkd->nk", x, x[np.maximum(approx_index, 0)])
+    got = neighbours._row_dots(x, approx_index)
     got[approx_index < 0] = -np.inf
     return float(np.mean(np.minimum(k, np.sum(got >= exact_sims[:, -1:] - 1e-6, axis=1)) / k))
+
+
+def timed(fn, *args):
+    """``(result, wall seconds, CPU seconds of every thread of this process)``."""
+    w, c = time.perf_counter(), time.process_time()
+    out = fn(*args)
+    return out, time.perf_counter() - w, time.process_time() - c
 
 
 def main(argv=None) -> int:
@@ -56,33 +63,28 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
 
     warm = neighbours.unit_rows(synthetic(2000, args.dim, args.latent, seed=1))
-    t = time.perf_counter()
-    neighbours.exact(warm, args.k)
-    t_exact = time.perf_counter() - t
-    t = time.perf_counter()
-    neighbours.approximate(warm, args.k)
-    print("numba start-up (2,000 photos, compile or load from cache): exact %.1fs, NN-descent %.1fs"
-          % (t_exact, time.perf_counter() - t), flush=True)
+    _, we, ce = timed(neighbours.exact, warm, args.k)
+    _, wa, ca = timed(neighbours.approximate, warm, args.k)
+    print("numba start-up on 2,000 photos (compiled, or loaded from numba's cache): exact %.1fs wall "
+          "%.1fs CPU, NN-descent %.1fs wall %.1fs CPU" % (we, ce, wa, ca), flush=True)
 
     for n in args.sizes:
         x = neighbours.unit_rows(synthetic(n, args.dim, args.latent))
-        times = {"exact": [], "approximate": []}
+        runs = {"exact": [], "approximate": []}
         for _ in range(args.repeats):
-            t = time.perf_counter()
-            ex_index, ex_sims = neighbours.exact(x, args.k)
-            times["exact"].append(time.perf_counter() - t)
-            t = time.perf_counter()
-            ap_index, _ = neighbours.approximate(x, args.k)
-            times["approximate"].append(time.perf_counter() - t)
-        t = time.perf_counter()
-        sampled = neighbours.sample_recall(x, ap_index, args.k)
-        t_check = time.perf_counter() - t
-        te, ta = statistics.median(times["exact"]), statistics.median(times["approximate"])
-        print("n=%d d=%d latent=%d: exact %s s, NN-descent %s s (median ratio exact/approx %.2f); "
-              "NN-descent recall %.4f over all photos, %.4f on its %d-photo check (%.1fs)"
-              % (n, args.dim, args.latent, " ".join("%.1f" % v for v in times["exact"]),
-                 " ".join("%.1f" % v for v in times["approximate"]), te / ta,
-                 full_recall(ap_index, ex_sims, x), sampled, min(n, neighbours.RECALL_SAMPLE), t_check),
+            (ex_index, ex_sims), w, c = timed(neighbours.exact, x, args.k)
+            runs["exact"].append((w, c))
+            (ap_index, _), w, c = timed(neighbours.approximate, x, args.k)
+            runs["approximate"].append((w, c))
+        sampled, w_check, _ = timed(neighbours.sample_recall, x, ap_index, args.k)
+        med = {m: [statistics.median(r[j] for r in runs[m]) for j in (0, 1)] for m in runs}
+        print("n=%d d=%d latent=%d: exact %s, NN-descent %s (wall s / CPU s); exact/NN-descent median "
+              "ratio %.2f wall, %.2f CPU; NN-descent recall %.4f over all photos, %.4f on its %d-photo "
+              "check (%.1fs)" % (
+                  n, args.dim, args.latent, " ".join("%.1f/%.1f" % r for r in runs["exact"]),
+                  " ".join("%.1f/%.1f" % r for r in runs["approximate"]),
+                  med["exact"][0] / med["approximate"][0], med["exact"][1] / med["approximate"][1],
+                  full_recall(ap_index, ex_sims, x), sampled, min(n, neighbours.RECALL_SAMPLE), w_check),
               flush=True)
     return 0
 

@@ -105,8 +105,10 @@ def approximate(x, k=K, seed=0):
     build = min(n - 1, max(2 * k, 30))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # numba and "n_jobs overridden" chatter
-        graph, _ = NNDescent(x, metric="euclidean", n_neighbors=build + 1, random_state=seed,
-                             low_memory=True, compressed=True).neighbor_graph
+        # UMAP's own settings (cosine, uncompressed): numba's compiled code, which costs about a minute
+        # of CPU per process, is then shared with a UMAP layout computed in the same run.
+        graph, _ = NNDescent(x, metric="cosine", n_neighbors=build + 1, random_state=seed,
+                             low_memory=True, compressed=False).neighbor_graph
     graph = np.asarray(graph, dtype=np.int64)
     graph[graph < 0] = 0  # a slot NN-descent could not fill: row 0 stands in and is scored like any other
     graph[graph == np.arange(n)[:, None]] = -1
