@@ -18,10 +18,10 @@ import time
 
 import numpy as np
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+from photomap import features, layout, meta, page
+from photomap_tools import browser
 
-from photomap import browser, features, layout, meta, page  # noqa: E402
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 OUT = os.path.join(ROOT, "bench", "out")
 DIM = 512

@@ -1,12 +1,10 @@
-"""Shared test fixtures: the repository on sys.path, generated photos, offline random-init weights."""
+"""Shared test fixtures: generated photos, offline random-init weights."""
 import os
-import sys
 
 import pytest
 
+# The repository root, where the three commands are (for the tests that run them as users do).
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
 
 # File name torchvision's ResNet18_Weights.IMAGENET1K_V1 is cached under in $TORCH_HOME/hub/checkpoints.
 RESNET18_CHECKPOINT = "resnet18-f37072fd.pth"

@@ -15,8 +15,8 @@ import pytest
 
 from conftest import RESNET18_CHECKPOINT, ROOT, make_photo
 
-import embeddings
 from photomap import embed, features
+from photomap.commands import embeddings
 
 SCRIPT = os.path.join(ROOT, "embeddings.py")
 CPU = ["--device", "cpu", "-j", "1", "-b", "4"]

@@ -1,22 +1,25 @@
 """The README's pictures: gifs/record.py on a tiny generated map, in the real browser."""
-import importlib.util
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 from PIL import Image, ImageChops
 
 from conftest import ROOT
-from photomap import browser, features, meta
+from photomap import features, meta
+from photomap.commands import visualize
+from photomap_tools import browser
 
 REASON = browser.skip_reason()
+RECORD = os.path.join(ROOT, "gifs", "record.py")
 
 
-def load_script(rel):
-    spec = importlib.util.spec_from_file_location(os.path.basename(rel)[:-3], os.path.join(ROOT, rel))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def record(*args):
+    """Run gifs/record.py as a user does; returns the CompletedProcess (text)."""
+    return subprocess.run([sys.executable, RECORD] + [str(a) for a in args], capture_output=True, text=True,
+                          timeout=300)
 
 
 def tiny_map(tmp_path, n_per=8):
@@ -35,7 +38,6 @@ def tiny_map(tmp_path, n_per=8):
             lines.append(meta.format_entry(md5, "/photos/%s/IMG_%d.jpg" % (folder, i)))
     (tmp_path / "thumbs.meta").write_text("".join(lines), encoding="utf-8")
     page = tmp_path / "map.html"
-    visualize = load_script("visualize.py")
     assert visualize.main(["--meta", str(tmp_path / "thumbs.meta"), "--thumbs", str(thumbs),
                            "--features", str(feats), "-o", str(page), "--seed", "1", "-q"]) == 0
     return page
@@ -45,9 +47,9 @@ def tiny_map(tmp_path, n_per=8):
 def test_recorder_writes_gifs_with_distinct_browser_frames(tmp_path):
     page = tiny_map(tmp_path)
     dest = tmp_path / "gifs"
-    record = load_script("gifs/record.py")
-    assert record.main(["--page", str(page), "--dest", str(dest), "--regions", "2", "--hovers", "3",
-                        "--zoom-steps", "2", "--width", "400"]) == 0
+    res = record("--page", page, "--dest", dest, "--regions", "2", "--hovers", "3", "--zoom-steps", "2",
+                 "--width", "400")
+    assert res.returncode == 0, res.stderr
     assert Image.open(dest / "map.png").size[0] > 600
     for name in ("cluster1.gif", "cluster2.gif"):
         gif = Image.open(dest / name)
@@ -62,7 +64,7 @@ def test_recorder_writes_gifs_with_distinct_browser_frames(tmp_path):
     assert "cluster1.gif" in captions and "from folder" in captions
 
 
-def test_recorder_refuses_a_missing_page(tmp_path, capsys):
-    record = load_script("gifs/record.py")
-    assert record.main(["--page", str(tmp_path / "nope.html"), "--dest", str(tmp_path)]) == 2
-    assert capsys.readouterr().err.strip().startswith("error: no map page at")
+def test_recorder_refuses_a_missing_page(tmp_path):
+    res = record("--page", tmp_path / "nope.html", "--dest", tmp_path)
+    assert res.returncode == 2
+    assert res.stderr.splitlines() == ["error: no map page at %s (run make demo first)" % (tmp_path / "nope.html")]

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import process_photos
 from conftest import ROOT, make_photo
 from photomap import meta, thumbs
+from photomap.commands import process_photos
 
 SCRIPT = os.path.join(ROOT, "process_photos.py")
 RED, GREEN, BLUE, YELLOW, WHITE = (255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0), (255, 255, 255)

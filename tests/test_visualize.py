@@ -2,17 +2,15 @@
 page itself driven in headless chromium (one nearest photo per hover, click pins it)."""
 import csv
 import os
-import sys
 import time
 
 import numpy as np
 import pytest
 
-from photomap import browser, features, layout, meta, page
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-import visualize  # noqa: E402
+from conftest import ROOT
+from photomap import features, layout, meta, page
+from photomap.commands import visualize
+from photomap_tools import browser
 
 XSS_NAME = "<img src=x onerror=alert(1)>.jpg"
 
