@@ -24,6 +24,7 @@ import time
 
 import numpy as np
 
+from photomap_tools import synthetic
 from photomap_tools.sample import make_thumbnails
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -72,16 +73,12 @@ def main(argv=None) -> int:
         return 0
 
     import torch
-    import torchvision
 
     thumbs = os.path.join(args.out, "emb_thumbs")
     t = time.perf_counter()
     paths = make_thumbnails(thumbs, args.count)
     print("%d thumbnails in %s (%.1fs)" % (len(paths), thumbs, time.perf_counter() - t))
-    weights = os.path.join(args.out, "resnet18-random.pth")
-    if not os.path.exists(weights):
-        torch.manual_seed(0)
-        torch.save(torchvision.models.resnet18().state_dict(), weights)
+    weights = synthetic.random_weights(os.path.join(args.out, "resnet18-random.pth"))
     print("torch %s, %d threads, CPU capability %s" % (
         torch.__version__, torch.get_num_threads(), torch.backends.cpu.get_cpu_capability()))
 

@@ -20,6 +20,7 @@ import subprocess
 import sys
 import time
 
+from photomap_tools import synthetic
 from photomap_tools.sample import make_thumbnails
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -114,7 +115,6 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
 
     import torch
-    import torchvision
 
     from photomap import embed
 
@@ -128,10 +128,7 @@ def main(argv=None) -> int:
 
     t = time.perf_counter()
     paths = thumbnails(args.out, args.count)
-    weights = os.path.join(args.out, "resnet18-random.pth")
-    if not os.path.exists(weights):
-        torch.manual_seed(0)
-        torch.save(torchvision.models.resnet18().state_dict(), weights)
+    weights = synthetic.random_weights(os.path.join(args.out, "resnet18-random.pth"))
     print("%d thumbnails ready (%.1fs)" % (len(paths), time.perf_counter() - t), flush=True)
 
     rates = {}

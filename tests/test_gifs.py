@@ -3,14 +3,13 @@ import os
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 from PIL import Image, ImageChops
 
 from conftest import ROOT
-from photomap import features, meta
 from photomap.commands import visualize
 from photomap_tools import browser
+from photomap_tools.synthetic import write_map_inputs
 
 REASON = browser.skip_reason()
 RECORD = os.path.join(ROOT, "gifs", "record.py")
@@ -22,30 +21,20 @@ def record(*args):
                           timeout=300)
 
 
-def tiny_map(tmp_path, n_per=8):
-    """Three well separated groups of photos: thumbnails, feature vectors, .meta and the page."""
-    thumbs, feats = tmp_path / "thumbs", tmp_path / "features"
-    thumbs.mkdir()
-    feats.mkdir()
-    rng = np.random.default_rng(0)
-    lines = []
-    for g, (folder, colour) in enumerate([("red", (220, 40, 40)), ("green", (40, 200, 60)), ("blue", (40, 60, 220))]):
-        centre = rng.normal(size=32) * 5
-        for i in range(n_per):
-            md5 = "%032x" % (g * 100 + i + 1)
-            Image.new("RGB", (224, 168), colour).save(thumbs / (md5 + ".jpg"))
-            features.save_vector(features.feature_path_for_md5(feats, md5), centre + rng.normal(size=32) * 0.3)
-            lines.append(meta.format_entry(md5, "/photos/%s/IMG_%d.jpg" % (folder, i)))
-    (tmp_path / "thumbs.meta").write_text("".join(lines), encoding="utf-8")
+@pytest.fixture
+def tiny_map(tmp_path, run_main):
+    """Three well separated groups of 8 photos (thumbnails, vectors, .meta) and the page of their map."""
+    inputs = write_map_inputs(tmp_path, 24, dim=32, folders=("red", "green", "blue"), spread=0.06,
+                              name="IMG_%d.jpg")
     page = tmp_path / "map.html"
-    assert visualize.main(["--meta", str(tmp_path / "thumbs.meta"), "--thumbs", str(thumbs),
-                           "--features", str(feats), "-o", str(page), "--seed", "1", "-q"]) == 0
+    assert run_main(visualize.main, "--meta", inputs.meta, "--thumbs", inputs.thumbs, "--features",
+                    inputs.features, "-o", page, "--seed", 1, "-q").status == 0
     return page
 
 
 @pytest.mark.skipif(REASON is not None, reason=REASON or "")
-def test_recorder_writes_gifs_with_distinct_browser_frames(tmp_path):
-    page = tiny_map(tmp_path)
+def test_recorder_writes_gifs_with_distinct_browser_frames(tmp_path, tiny_map):
+    page = tiny_map
     dest = tmp_path / "gifs"
     res = record("--page", page, "--dest", dest, "--regions", "2", "--hovers", "3", "--zoom-steps", "2",
                  "--width", "400")

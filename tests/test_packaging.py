@@ -1,12 +1,13 @@
-"""The package's shape: the stages import no developer tool and no heavy library, and the repository
-imports only through the installed package (no sys.path edits, no scripts loaded by file name)."""
+"""The package's shape: the stages import no developer tool and no heavy library, the repository
+imports only through the installed package (no sys.path edits, no scripts loaded by file name), and a
+stage run inside the test process leaves its globals as they were."""
 import json
 import os
 import re
 import subprocess
 import sys
 
-from conftest import ROOT
+from conftest import ROOT, make_photo
 
 # Imported by no module of photomap at import time: the developer tools (selenium, scikit-image and
 # photomap_tools itself), and the heavy libraries that only the functions needing them import, so
@@ -54,3 +55,26 @@ def test_code_imports_through_the_package_only():
     assert [p for p, text in sources.items() if by_file_name.search(text)] == []
     assert [p for p, text in sources.items() if p.startswith("photomap" + os.sep) and
             "photomap_tools" in text] == []
+
+
+def test_an_in_process_run_leaves_the_process_as_it_found_it(run_main, tmp_path):
+    """A stage run in the test process (thumbnails made in-process with -j 1 lift Pillow's pixel limit
+    and set the worker's module globals) hands the next test the globals it had before."""
+    from PIL import Image
+
+    from photomap.commands import process_photos
+
+    make_photo(tmp_path / "src" / "a.jpg")
+    limit = Image.MAX_IMAGE_PIXELS
+    before = {name: _contents(module) for name, module in sys.modules.items() if name.startswith("photomap.")}
+    run = run_main(process_photos.main, "-d", tmp_path / "src", "-o", tmp_path / "out", "-j", 1, "-q")
+    assert run.status == 0 and len(run.out.splitlines()) == 1
+    assert Image.MAX_IMAGE_PIXELS == limit and limit is not None
+    after = {name: _contents(sys.modules[name]) for name in before}
+    assert [name for name in before if after[name] != before[name]] == []
+
+
+def _contents(module):
+    """A module's own globals, containers by their contents (repr), the rest by identity."""
+    return {key: repr(value) if type(value) in (dict, list, set) else id(value)
+            for key, value in vars(module).items() if not key.startswith("__")}
