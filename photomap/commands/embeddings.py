@@ -16,7 +16,7 @@ Reduced precision: --precision auto uses bf16 on CPUs with AMX/AVX512-BF16 and o
 import sys
 
 from photomap import embed
-from photomap.cli import Parser, UsageError, count, exit_now
+from photomap.cli import Parser, UsageError, count
 from photomap.report import SetupError, fatal
 
 

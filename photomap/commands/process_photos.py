@@ -9,7 +9,6 @@ Progress and the summary go to stderr. The second command resumes: paths already
 are skipped without being opened. The .meta format is defined in photomap/meta.py.
 """
 import argparse
-import sys
 
 from photomap import thumbs
 from photomap.cli import Parser, UsageError, count

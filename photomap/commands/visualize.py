@@ -12,7 +12,7 @@ import os
 import sys
 import time
 
-from photomap.cli import Parser, UsageError, exit_now
+from photomap.cli import Parser, UsageError
 from photomap.fsutil import check_writable_dir
 from photomap.report import fatal
 
