@@ -13,35 +13,20 @@ against the exact result (all photos) and the recall its own sampled check repor
 prints). Times on a shared machine are noisy: compare the ratios within one run.
 """
 import argparse
-import os
 import statistics
 import sys
 import time
 
 import numpy as np
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-
-from photomap import neighbours  # noqa: E402
-
-
-def synthetic(n, dim=512, latent=32, clusters=200, seed=0):
-    """``(n, dim)`` float32 features: ReLU(W z + noise) with z from ``clusters`` Gaussian blobs in
-    ``latent`` dimensions (``latent=0``: plain Gaussian noise)."""
-    rng = np.random.default_rng(seed)
-    if latent == 0:
-        return rng.normal(size=(n, dim)).astype(np.float32)
-    centres = rng.normal(size=(clusters, latent)).astype(np.float32) * 2
-    z = centres[rng.integers(0, clusters, n)] + rng.normal(size=(n, latent)).astype(np.float32)
-    w = rng.normal(size=(latent, dim)).astype(np.float32) / np.sqrt(latent)
-    return np.maximum(z @ w + 0.3 * rng.normal(size=(n, dim)).astype(np.float32), 0)
+from photomap import neighbours
+from photomap_tools.synthetic import cnn_features
 
 
 def full_recall(approx_index, exact_sims, x):
     """Share of the exact k-NN found, over every photo (ties with the k-th count as found)."""
     k = exact_sims.shape[1]
-    got = neighbours._row_dots(x, approx_index)
+    got = neighbours.pair_dots(x, approx_index)
     got[approx_index < 0] = -np.inf
     return float(np.mean(np.minimum(k, np.sum(got >= exact_sims[:, -1:] - 1e-6, axis=1)) / k))
 
@@ -62,14 +47,14 @@ def main(argv=None) -> int:
     p.add_argument("-k", type=int, default=neighbours.K)
     args = p.parse_args(argv)
 
-    warm = neighbours.unit_rows(synthetic(2000, args.dim, args.latent, seed=1))
+    warm = neighbours.unit_rows(cnn_features(2000, args.dim, args.latent, seed=1))
     _, we, ce = timed(neighbours.exact, warm, args.k)
     _, wa, ca = timed(neighbours.approximate, warm, args.k)
     print("numba start-up on 2,000 photos (compiled, or loaded from numba's cache): exact %.1fs wall "
           "%.1fs CPU, NN-descent %.1fs wall %.1fs CPU" % (we, ce, wa, ca), flush=True)
 
     for n in args.sizes:
-        x = neighbours.unit_rows(synthetic(n, args.dim, args.latent))
+        x = neighbours.unit_rows(cnn_features(n, args.dim, args.latent))
         runs = {"exact": [], "approximate": []}
         for _ in range(args.repeats):
             (ex_index, ex_sims), w, c = timed(neighbours.exact, x, args.k)

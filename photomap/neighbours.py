@@ -62,7 +62,9 @@ def exact(x, k=K, rows=None, block_bytes=BLOCK_BYTES):
     Returns ``(index, similarity)``, ``(len(rows), k')`` arrays with ``k' = min(k, n - 1)``, sorted by
     similarity, then by row number (so ties always come out the same). Memory beyond ``x`` is about
     ``block_bytes`` of similarity blocks."""
-    from .topk import merge  # numba: compiled once, then cached on disk
+    from .topk import merge_kernel
+
+    merge = merge_kernel()  # numba: compiled once, then loaded from its disk cache
 
     n = len(x)
     k = max(0, min(k, n - 1))
@@ -112,7 +114,7 @@ def approximate(x, k=K, seed=0):
     graph = np.asarray(graph, dtype=np.int64)
     graph[graph < 0] = 0  # a slot NN-descent could not fill: row 0 stands in and is scored like any other
     graph[graph == np.arange(n)[:, None]] = -1
-    sims = _row_dots(x, graph)
+    sims = pair_dots(x, graph)
     sims[graph < 0] = -np.inf
     # drop repeated candidates so a photo is listed once
     order = np.lexsort((graph, -sims), axis=1)
@@ -124,7 +126,7 @@ def approximate(x, k=K, seed=0):
     return np.take_along_axis(graph, order, 1), np.clip(np.take_along_axis(sims, order, 1), -1.0, 1.0)
 
 
-def _row_dots(x, graph):
+def pair_dots(x, graph):
     """``x[i] . x[graph[i, j]]`` for every entry (-1 entries give row 0's), in chunks of rows that
     keep the gathered vectors within ``BLOCK_BYTES``."""
     out = np.empty(graph.shape, np.float32)

@@ -1,10 +1,22 @@
 """Keep the k largest values of each row while similarity blocks stream past (numba, parallel by row)."""
-import numba
 import numpy as np
 
+numba = None  # imported by merge_kernel(): numba is heavy, and only brute-force neighbours need it
+_kernel = None
 
-@numba.njit(parallel=True, cache=True, nogil=True)
-def merge(s, row_ids, col0, k, out_index, out_value):
+
+def merge_kernel():
+    """The compiled :func:`_merge` (compiled once per machine, then loaded from numba's disk cache)."""
+    global numba, _kernel
+    if _kernel is None:
+        import numba as _numba
+
+        numba = _numba
+        _kernel = numba.njit(parallel=True, cache=True, nogil=True)(_merge)
+    return _kernel
+
+
+def _merge(s, row_ids, col0, k, out_index, out_value):
     """Fold the block ``s`` into each row's best-k lists.
 
     Row r of ``s`` belongs to photo ``row_ids[r]``, and its column j to photo ``col0 + j``. Row r of

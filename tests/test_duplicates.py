@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 
 from conftest import ROOT
-from photomap import duplicates, meta, neighbours, sample, similar
+from photomap import duplicates, meta, neighbours, similar
+from photomap.commands import visualize
+from photomap_tools import sample
 
 EDIT = re.compile(r"IMG_(.+?)(_crop\d|_mirror|_dark|_bright|_lowq|_sideways)?\.jpg$")
 
@@ -49,17 +51,15 @@ def demo(tmp_path_factory, random_weights):
     return work
 
 
-def run_stage3(demo, meta_path, page):
-    sys.path.insert(0, ROOT)
-    import visualize
-
-    assert visualize.main(["--meta", str(meta_path), "--thumbs", str(demo / "thumbs"), "--features",
-                           str(demo / "features"), "-o", str(page), "--seed", "0", "-q"]) == 0
+def run_stage3(run_main, demo, meta_path, page):
+    run = run_main(visualize.main, "--meta", meta_path, "--thumbs", demo / "thumbs", "--features",
+                   demo / "features", "-o", page, "--seed", 0, "-q")
+    assert run.status == 0 and run.err == []
     return read_rows(similar.duplicates_csv_path(page))
 
 
-def test_demo_sample_groups_copies_and_never_merges_different_pictures(demo, tmp_path):
-    rows = run_stage3(demo, demo / "thumbs.meta", tmp_path / "map.html")
+def test_demo_sample_groups_copies_and_never_merges_different_pictures(demo, tmp_path, run_main):
+    rows = run_stage3(run_main, demo, demo / "thumbs.meta", tmp_path / "map.html")
     log = meta.read_meta(demo / "thumbs.meta")
     groups = {}
     for r in rows:
@@ -91,15 +91,15 @@ def test_demo_sample_groups_copies_and_never_merges_different_pictures(demo, tmp
                               if o["path"] == originals[picture_of(r["path"])]][0], "as a viewer shows it"
 
 
-def test_group_ids_stay_while_groups_do(demo, tmp_path):
-    before = run_stage3(demo, demo / "thumbs.meta", tmp_path / "a.html")
-    again = run_stage3(demo, demo / "thumbs.meta", tmp_path / "a.html")
+def test_group_ids_stay_while_groups_do(demo, tmp_path, run_main):
+    before = run_stage3(run_main, demo, demo / "thumbs.meta", tmp_path / "a.html")
+    again = run_stage3(run_main, demo, demo / "thumbs.meta", tmp_path / "a.html")
     assert again == before, "the same inputs give the same file"
     # Without the clock's photos (deleted from the backup before stage 1) the other groups keep their ids.
     lines = (demo / "thumbs.meta").read_text(encoding="utf-8").splitlines(keepends=True)
     fewer = tmp_path / "fewer.meta"
     fewer.write_text("".join(line for line in lines if "IMG_clock" not in line), encoding="utf-8")
-    after = run_stage3(demo, fewer, tmp_path / "b.html")
+    after = run_stage3(run_main, demo, fewer, tmp_path / "b.html")
 
     def by_group(rows):
         out = {}

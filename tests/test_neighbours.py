@@ -1,15 +1,11 @@
 """Nearest neighbours in feature space: exact equals brute force, NN-descent's recall, the cache, the CSV."""
 import os
-import sys
 
 import numpy as np
 import pytest
 
-from conftest import ROOT
 from photomap import neighbours, similar
-
-sys.path.insert(0, os.path.join(ROOT, "bench"))
-from bench_neighbours import synthetic  # noqa: E402  (the benchmark's CNN-like features)
+from photomap_tools.synthetic import cnn_features as synthetic
 
 
 def brute_force(x, k):
