@@ -4,14 +4,16 @@
     ./bench/quality.py output/sample_photos --weights resnet18.pth
     make quality WEIGHTS=resnet18.pth
 
-For every photo it writes four edited copies into a scratch folder (crop 90 %, downscale 50 %,
-JPEG quality 60, brightness +15 %), runs process_photos.py, embeddings.py and visualize.py on
-originals plus copies, and prints:
+For every photo it writes seven edited copies into a scratch folder (crop 90 %, downscale 50 %,
+JPEG quality 60, brightness +15 % and -40 %, mirror image, stored sideways with an EXIF orientation),
+runs process_photos.py, embeddings.py and visualize.py on originals plus copies, and prints:
   * near-duplicate recall@1 in feature space (is each copy's nearest neighbour its original?),
   * recall@10 in the 2-D map (is the original among the copy's 10 nearest map points?),
   * neighbour preservation: share of the 10 nearest feature-space neighbours kept in the map,
   * label agreement, when the folder has one sub-folder per kind: share of each photo's 10 map
-    neighbours from the same sub-folder, next to the chance level.
+    neighbours from the same sub-folder, next to the chance level,
+  * precision and recall of the near-duplicate groups (visualize.py's duplicates CSV) on the edited
+    copies, and the recall for each edit.
 Other edits of the same photo are not counted as neighbours in the recall figures. It states the
 weights used; weights that are not the published ImageNet file (e.g. random-init) give only a floor.
 """
@@ -26,7 +28,7 @@ import tempfile
 
 import numpy as np
 
-from photomap import features, meta
+from photomap import duplicates, features, meta, similar
 from photomap.thumbs import DEFAULT_EXTENSIONS, crawl
 from photomap_tools import quality
 
@@ -123,6 +125,15 @@ def evaluate(args, work):
         for c in group:
             siblings[c] = set(group) - {c}
 
+    groups = duplicates.read_csv(similar.duplicates_csv_path(page))
+    group_of = {index[row["md5"]]: gid for gid, rows in groups.items() for row in rows if row["md5"] in index}
+    by_edit = {}  # edit name -> its (copy, original) pairs; copies live in edited/<edit>/...
+    for copy_path, orig_path in copies.items():
+        c, o = log.entries.get(copy_path), log.entries.get(orig_path)
+        if c in index and o in index and c != o:
+            edit = os.path.relpath(copy_path, photos_in).split(os.sep)[1]
+            by_edit.setdefault(edit, []).append((index[c], index[o]))
+
     weights_line, published = quality.describe_weights(args.model, args.weights)
     k = args.k
     fig = {
@@ -132,6 +143,9 @@ def evaluate(args, work):
         "map_recall_at_%d" % k: quality.copy_recall(coords, pairs, k, "euclidean", siblings),
         "neighbour_preservation_at_%d" % k: quality.neighbour_preservation(feat, coords, k),
     }
+    fig["duplicate_precision"], fig["duplicate_recall"] = quality.group_scores(group_of, pairs)
+    fig["duplicate_recall_by_edit"] = {e: quality.group_scores(group_of, by_edit[e])[1]
+                                       for e in sorted(by_edit)}
     top = {}
     for path, md5 in log.entries.items():
         rel = os.path.relpath(path, photos_in).split(os.sep)
@@ -149,6 +163,9 @@ def evaluate(args, work):
     if "label_chance" in fig:
         print("same-folder share of %d map neighbours:           %.3f (chance %.3f)"
               % (k, fig["label_agreement_at_%d" % k], fig["label_chance"]))
+    print("near-duplicate groups on the edited copies:      precision %.3f, recall %.3f"
+          % (fig["duplicate_precision"], fig["duplicate_recall"]))
+    print("  recall by edit: " + ", ".join("%s %.2f" % kv for kv in fig["duplicate_recall_by_edit"].items()))
     if not published:
         print("note: not the published weights -- figures are a floor for what pretrained weights give")
     return fig

@@ -180,12 +180,13 @@ def test_tiny_maps_and_maps_without_duplicates(tmp_path):
     one = similar.build(["a" * 32], np.ones((1, 8), np.float32), [["/p/a.jpg", "/q/a.jpg"]], page, log=None)
     rows = read_rows(similar.duplicates_csv_path(page))
     assert [g.members for g in one.groups] == [[0]], "byte-identical copies are a group on their own"
-    assert [r["path"] for r in rows] == ["/p/a.jpg", "/q/a.jpg"] and {r["similarity"] for r in rows} == {"1.000000"}
+    assert [r["path"] for r in rows] == ["/p/a.jpg", "/q/a.jpg"]
+    assert {r["similarity"] for r in rows} == {"1.000000"}
     assert {r["status"] for r in rows} == {"unreachable"}
 
     two = np.array([[1, 0, 0, 0], [1, 0, 0, 0]], np.float32)
     same = similar.build(["a" * 32, "b" * 32], two, [["/a"], ["/b"]], page, log=None)
-    assert [g.members for g in same.groups] == [[0, 1]], "identical features are duplicates even in two photos"
+    assert [g.members for g in same.groups] == [[0, 1]], "identical features: duplicates even in 2 photos"
     two[1] = [0.9, 0.1, 0, 0]
     differ = similar.build(["a" * 32, "b" * 32], two, [["/a"], ["/b"]], page, log=None)
     assert differ.groups == [], "two photos give nothing to derive a threshold from: nothing is claimed"
