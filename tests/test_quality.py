@@ -70,7 +70,7 @@ def test_group_scores_judge_copies_and_leave_the_folders_own_duplicates_alone():
     # copy 13 put with 0's family: its 3 pairs there are wrong, and it misses its own original
     wrong = {**perfect, 13: "a"}
     precision, recall = quality.group_scores(wrong, pairs)
-    assert precision == 3 / 6 and recall == 0.75
+    assert precision == 4 / 7 and recall == 0.75  # right: 3 pairs in a without 13, 1 in b
     assert np.isnan(quality.group_scores({}, [])[0])
 
 
