@@ -17,6 +17,7 @@ K = 12
 EXACT_LIMIT = 60_000
 BLOCK_BYTES = 64 << 20  # one block of query-by-all similarities: bounds the memory brute force needs
 RECALL_SAMPLE = 1000  # photos whose exact neighbours check an approximate result
+RECALL_GOAL = 0.95
 METHODS = ("auto", "exact", "approximate")
 
 
@@ -262,8 +263,11 @@ def describe(nb: Neighbours) -> str:
     """One line: how the neighbours were found, and the measured recall of an approximate result."""
     if nb.method == "exact":
         return "visualize: %d nearest neighbours of each photo (exact)" % nb.k
-    return ("visualize: %d nearest neighbours of each photo (approximate, NN-descent: recall %.3f "
+    line = ("visualize: %d nearest neighbours of each photo (approximate, NN-descent: recall %.3f "
             "against brute force on %d sampled photos)" % (nb.k, nb.recall, min(len(nb), RECALL_SAMPLE)))
+    if nb.recall < RECALL_GOAL:
+        line += "; below %.2f: --neighbours exact finds them all (slower)" % RECALL_GOAL
+    return line
 
 
 def write_csv(path, md5s, nb: Neighbours) -> None:
