@@ -12,9 +12,11 @@ import numpy as np
 from .fsutil import atomic_write
 
 K = 12
-# Brute force is O(n^2 d); NN-descent about O(n^1.1 d) plus a fixed numba start-up. Below this size
-# brute force is faster as well as exact (bench/bench_neighbours.py measured the crossover).
-EXACT_LIMIT = 60_000
+# Brute force is O(n^2 d), NN-descent about O(n^1.1 d). Measured on 512-d features in CPU seconds
+# (bench/bench_neighbours.py): 1.7 against 2.9 at 10k photos, 14.0 against 9.7 at 30k, 53.8 against 21.1
+# at 60k, so brute force, which is also exact, is the faster up to about 20k. (NN-descent's numba code
+# takes about 77 CPU seconds to compile in a process that has not run it yet; UMAP's layout runs it first.)
+EXACT_LIMIT = 20_000
 BLOCK_BYTES = 64 << 20  # one block of query-by-all similarities: bounds the memory brute force needs
 RECALL_SAMPLE = 1000  # photos whose exact neighbours check an approximate result
 RECALL_GOAL = 0.95

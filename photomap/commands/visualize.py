@@ -37,7 +37,7 @@ def parse_args(argv):
                         "derived from each photo's neighbours, for any model)")
     p.add_argument("--neighbours", "--neighbors", dest="neighbours", default="auto",
                    choices=("auto", "exact", "approximate"),
-                   help="how the 12 nearest neighbours are found (auto: exact up to 60000 photos)")
+                   help="how the 12 nearest neighbours are found (auto: exact up to 20000 photos)")
     p.add_argument("--neighbours-csv", "--neighbors-csv", dest="neighbours_csv", default="auto",
                    choices=("auto", "always", "never"),
                    help="write <page>.neighbours.csv (auto: up to 100000 photos)")
