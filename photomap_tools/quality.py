@@ -126,19 +126,18 @@ def label_agreement(coords, labels, k=10):
     return share, chance
 
 
-def group_scores(group_of, pairs):
+def group_scores(group_of, pairs, labels=None):
     """``(precision, recall)`` of near-duplicate groups on edited copies.
 
     ``group_of`` maps a point to its group id (points in no group are absent); ``pairs`` lists
     ``(copy, original)`` points. Recall: the share of pairs whose copy shares its original's group.
-    Precision: of the pairs of points grouped together that involve an edited copy, the share showing
-    the same picture: one original and its copies, or two originals the groups themselves put together
-    (a photo folder's own duplicates have no known answer, so they are not judged).
-    NaN where there is nothing to count."""
-    family = {}
-    for copy, original in pairs:
-        family[copy] = original
-    copies = set(family)
+    Precision: the share of pairs of points grouped together that show the same picture. With
+    ``labels`` (original point -> the picture it shows, e.g. from ``sample.source_picture``; a copy
+    shows its original's) every grouped pair is judged by them. Without, only pairs involving an
+    edited copy are judged: right when one original and its copies, or two originals that the groups
+    themselves put together (a photo folder's own duplicates have no known answer). NaN where there
+    is nothing to count."""
+    family = {copy: original for copy, original in pairs}
     recall = float(np.mean([group_of.get(c) is not None and group_of.get(c) == group_of.get(o)
                             for c, o in pairs])) if pairs else float("nan")
     members = {}
@@ -148,10 +147,13 @@ def group_scores(group_of, pairs):
     for group in members.values():
         for i, a in enumerate(group):
             for b in group[i + 1:]:
-                if a not in copies and b not in copies:
-                    continue
                 fa, fb = family.get(a, a), family.get(b, b)
-                same = fa == fb or (group_of.get(fa) is not None and group_of.get(fa) == group_of.get(fb))
+                if labels is not None:
+                    same = labels.get(fa) is not None and labels.get(fa) == labels.get(fb)
+                elif a in family or b in family:
+                    same = fa == fb or (group_of.get(fa) is not None and group_of.get(fa) == group_of.get(fb))
+                else:
+                    continue
                 right += same
                 wrong += not same
     precision = right / (right + wrong) if right + wrong else float("nan")

@@ -134,6 +134,23 @@ def make_sample(outdir, seed=0):
     return written
 
 
+_SAMPLE_FILE = re.compile(r"IMG_(.+?)(_crop\d|_mirror|_dark|_bright|_lowq|_sideways)?\.jpg$")
+
+
+def source_picture(path):
+    """Which scikit-image picture a file of the sample shows: its every edit, copy and scan give the
+    same name (the scans are of the coffee and the cat). None for a file the sample does not make."""
+    name = os.path.basename(path)
+    m = _SAMPLE_FILE.match(name)
+    if m:
+        return m.group(1) if any(m.group(1) in names for names in THEMES.values()) else None
+    if name.startswith("coffee_"):
+        return "coffee"
+    if name.lower().startswith("cat_"):
+        return "chelsea"
+    return None
+
+
 def photo_sources():
     """A few real photographs (scikit-image's bundled samples) as RGB uint8 arrays."""
     from skimage import color, data

@@ -72,6 +72,10 @@ def test_group_scores_judge_copies_and_leave_the_folders_own_duplicates_alone():
     precision, recall = quality.group_scores(wrong, pairs)
     assert precision == 4 / 7 and recall == 0.75  # right: 3 pairs in a without 13, 1 in b
     assert np.isnan(quality.group_scores({}, [])[0])
+    # with labels (what each original shows) every grouped pair is judged, originals' own too
+    labels = {0: "cat", 1: "cat", 2: "dog"}
+    assert quality.group_scores(merged, pairs, labels) == (1.0, 0.75)
+    assert quality.group_scores({**merged, 2: "a"}, pairs, labels)[0] == 10 / 15
 
 
 def test_report_flags_weights_that_are_not_the_published_file(random_weights, torch_home):
