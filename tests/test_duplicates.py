@@ -14,21 +14,13 @@ from photomap import duplicates, meta, neighbours, similar
 from photomap.commands import visualize
 from photomap_tools import sample
 
-EDIT = re.compile(r"IMG_(.+?)(_crop\d|_mirror|_dark|_bright|_lowq|_sideways)?\.jpg$")
-
-
-def picture_of(path):
-    """The sample's source picture a file was made from (its scans come from the coffee and the cat)."""
-    name = os.path.basename(path)
-    m = EDIT.match(name)
-    if m:
-        return m.group(1)
-    return "coffee" if name.startswith("coffee") else "chelsea"
+EDIT = re.compile(r"IMG_.+?(_crop\d|_mirror|_dark|_bright|_lowq|_sideways)?\.jpg$")
+picture_of = sample.source_picture  # which scikit-image picture a sample file shows
 
 
 def edit_of(path):
     m = EDIT.match(os.path.basename(path))
-    return (m.group(2) or "original") if m else "scan"
+    return (m.group(1) or "original") if m else "scan"
 
 
 def read_rows(path):
