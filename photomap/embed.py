@@ -18,7 +18,7 @@ from .report import SetupError, Tally, printable
 
 STAGE = "embeddings"
 DEVICES = ("auto", "cpu", "cuda", "mps")
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")
 DEFAULT_MODEL = "resnet18"
 # googlenet and inception_v3 are built differently when their pretrained weights are loaded
 # (torchvision's builders set these before loading): a local state dict of those weights needs it too.
@@ -213,25 +213,37 @@ def choose_device(requested: str):
     return torch.device(requested)
 
 
-def choose_precision(requested: str, device) -> str:
-    """``fp32``, ``bf16`` or ``fp16`` for ``--precision`` on ``device``.
+def choose_precision(requested: str, device):
+    """``(precision, why)`` for ``--precision`` on ``device``: ``fp32``, ``bf16``, ``fp16`` or
+    ``int8`` (to be confirmed by :meth:`Network.quantize`), and for auto on CPU why (else "").
 
     auto: on CUDA bf16 where supported, else fp16; on MPS fp16; on CPU bf16 only where the CPU
-    has native bf16 (elsewhere bf16 is emulated and slower than fp32), else fp32.
+    has native bf16 (elsewhere bf16 is emulated and slower than fp32), else int8 on x86 CPUs,
+    else fp32.
     """
     import torch
 
+    from . import quantize
+
     if requested not in PRECISIONS:
         raise SetupError("--precision must be one of %s, not %r" % ("|".join(PRECISIONS), requested))
+    if requested == "int8" and device.type != "cpu":
+        raise SetupError("--precision int8 runs on the CPU only; use --device cpu, or fp16/bf16 on "
+                         "the %s" % device.type)
     if requested != "auto":
         if requested == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
             raise SetupError("--precision bf16: this GPU has no bf16; use fp16 or fp32")
-        return requested
+        return requested, ""
     if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        return ("bf16" if torch.cuda.is_bf16_supported() else "fp16"), ""
     if device.type == "mps":
-        return "fp16"
-    return "bf16" if cpu_has_native_bf16() else "fp32"
+        return "fp16", ""
+    if cpu_has_native_bf16():
+        return "bf16", "auto: this CPU has native bf16"
+    why_not = quantize.unavailable()
+    if why_not:
+        return "fp32", "auto: no native bf16 on this CPU; " + why_not
+    return "int8", "auto: no native bf16 on this CPU"
 
 
 def _autocast(device, precision):
@@ -239,7 +251,7 @@ def _autocast(device, precision):
 
     import torch
 
-    if precision == "fp32":
+    if precision in ("fp32", "int8"):  # int8 networks take and give float32 themselves
         return contextlib.nullcontext()
     dtype = torch.bfloat16 if precision == "bf16" else torch.float16
     return torch.autocast(device.type, dtype=dtype)
@@ -291,8 +303,8 @@ class Network:
     """The feature extractor on its device: batches from :class:`Preprocess` in, float32 vectors out.
 
     BatchNorm is folded into the convolutions. On CPU in bf16, models that oneDNN's layout supports
-    run there (:func:`onednn_model`); everything else runs eager in channels_last under autocast
-    (bf16/fp16) or in fp32.
+    run there (:func:`onednn_model`); in int8, the network :meth:`quantize` makes; everything else
+    runs eager in channels_last under autocast (bf16/fp16) or in fp32.
     """
 
     def __init__(self, model, device, precision, preprocess):
@@ -305,12 +317,44 @@ class Network:
             self.onednn = onednn_model(model, torch.bfloat16, preprocess.crop_size)
         if self.onednn is None:  # on oneDNN's layout its prepacked copy is all that runs
             self.model = model.to(device, memory_format=torch.channels_last)
+        self.int8 = None  # the photomap.quantize.Outcome once quantize() ran
 
-    def describe(self) -> str:
-        """How the network runs, for the log: ``bf16 (oneDNN layout)``, ``fp16 autocast``, ``fp32``."""
+    def quantize(self, out_dir, identity, dataset, bar=None, log=None):
+        """Swap in the int8 network for feature folder ``out_dir`` (see :mod:`photomap.quantize`):
+        its stored parameters, else calibrated on an even sample of ``dataset`` (an
+        :class:`ImageFiles`) and checked against this fp32 network. Falls back to fp32 when the
+        check fails or the model cannot be quantized. Returns the ``quantize.Outcome``."""
+        import torch
+
+        from . import quantize
+
+        def sample():
+            items = [dataset[i] for i in quantize.sample_indices(len(dataset))]
+            batch = collate(items)[1]
+            if batch is None:
+                return []
+            return [self.preprocess.on_device(b) for b in batch.split(quantize.BATCH)]
+
+        example = torch.zeros((1, 3) + tuple(self.preprocess.crop_size))
+        self.int8 = quantize.build(self.model, example, out_dir, identity, sample, bar, log)
+        if self.int8.model is not None:
+            self.model = self.int8.model
+        else:
+            self.precision = "fp32"
+        return self.int8
+
+    def describe(self, why="") -> str:
+        """How the network runs, for the log: ``bf16 (oneDNN layout)``, ``fp16 autocast``,
+        ``int8 (x86 engine, min cosine ...)``, ``fp32``, with ``why`` added in the brackets."""
+        text, details = self.precision, []
         if self.onednn is not None:
-            return self.precision + " (oneDNN layout)"
-        return "fp32" if self.precision == "fp32" else self.precision + " autocast"
+            details.append("oneDNN layout")
+        elif self.int8 is not None and self.int8.model is not None:
+            details.append("%s engine, %s" % (self.int8.params["engine"], self.int8.why))
+        elif self.precision not in ("fp32", "int8"):
+            text += " autocast"
+        details += [why] if why else []
+        return text + (" (%s)" % "; ".join(details) if details else "")
 
     def __call__(self, batch):
         """Features of ``batch`` (on any device): float32 (N, dim) on the network's device."""
@@ -526,7 +570,7 @@ def run(paths, out_dir, model_name=DEFAULT_MODEL, batch_size=None, workers=None,
     import torch
 
     dev = choose_device(device)
-    prec = choose_precision(precision, dev)
+    prec, why = choose_precision(precision, dev)
     try:
         fsutil.check_writable_dir(out_dir)
     except OSError as exc:
@@ -534,8 +578,7 @@ def run(paths, out_dir, model_name=DEFAULT_MODEL, batch_size=None, workers=None,
     model, weights_info, transforms = load_model(model_name, weights_path)
     model, dim = feature_head(model)
     preprocess = Preprocess(transforms)
-    sidecar = dict(weights_info, model=model_name, preprocessing=preprocess.describe(),
-                   precision=prec, dim=dim)
+    sidecar = dict(weights_info, model=model_name, preprocessing=preprocess.describe(), dim=dim)
     try:
         old = features.read_sidecar(out_dir)
     except (OSError, ValueError) as exc:
@@ -547,10 +590,6 @@ def run(paths, out_dir, model_name=DEFAULT_MODEL, batch_size=None, workers=None,
             key, was, now = clash
             raise SetupError("%s holds vectors made with %s %s, not %s: use another output folder "
                              "(mixing them would make distances meaningless)" % (out_dir, key, was, now))
-        if old.get("precision") not in (None, prec):
-            sidecar["precision"] = ",".join(sorted(set(str(old["precision"]).split(",")) | {prec}))
-            info("note: %s already holds %s vectors; adding %s ones" % (out_dir, old["precision"], prec))
-    features.write_sidecar(out_dir, sidecar)
     removed = fsutil.remove_stray_temps(out_dir)
 
     batch_size = batch_size or default_batch_size(dev)
@@ -564,9 +603,25 @@ def run(paths, out_dir, model_name=DEFAULT_MODEL, batch_size=None, workers=None,
     if dev.type == "cuda":
         torch.backends.cudnn.benchmark = True  # one input size: let cuDNN pick its fastest kernels
     net = Network(model, dev, prec, preprocess)
+    if prec == "int8":
+        identity = {k: sidecar[k] for k in features.IDENTITY_KEYS}
+        outcome = net.quantize(out_dir, identity, ImageFiles(todo, preprocess), log=info)
+        if outcome.fallback:
+            why = "; ".join(filter(None, [why, outcome.why]))
     threads = torch.get_num_threads()
-    info("device %s%s, precision %s" % (
-        dev, " (%d threads)" % threads if dev.type == "cpu" else "", net.describe()))
+    fell_back = bool(todo) and net.int8 is not None and net.int8.fallback
+    info("device %s%s, precision %s" % (dev, " (%d threads)" % threads if dev.type == "cpu" else "",
+                                        net.describe(why)), always=fell_back)
+    sidecar["precision"] = net.precision
+    if old is not None and old.get("precision") not in (None, net.precision):
+        if todo:  # vectors of another precision join the folder: allowed, recorded
+            sidecar["precision"] = ",".join(sorted(set(str(old["precision"]).split(",")) |
+                                                   {net.precision}))
+            info("note: %s already holds %s vectors; adding %s ones" % (
+                out_dir, old["precision"], net.precision))
+        else:
+            sidecar["precision"] = old["precision"]
+    features.write_sidecar(out_dir, sidecar)
     if verbose:
         info("model %s (%s), %d-d features, %d BatchNorm layers folded; batch %d, %d decode "
              "workers, %d inference threads" % (model_name, weights_info.get("weights_file") or
