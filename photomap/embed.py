@@ -10,6 +10,7 @@ vectors to a writer thread that saves them atomically through :mod:`photomap.fea
 import difflib
 import os
 import sys
+import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 
@@ -565,9 +566,12 @@ def run(paths, out_dir, model_name=DEFAULT_MODEL, batch_size=None, workers=None,
         raise SetupError("--batch-size must be at least 1, not %d" % batch_size)
     if workers is not None and workers < 0:
         raise SetupError("--workers must be 0 (decode in the main process) or more, not %d" % workers)
+    started = time.perf_counter()
     model_name = resolve_model_name(model_name)
 
     import torch
+
+    imported = time.perf_counter()
 
     dev = choose_device(device)
     prec, why = choose_precision(precision, dev)
@@ -576,6 +580,7 @@ def run(paths, out_dir, model_name=DEFAULT_MODEL, batch_size=None, workers=None,
     except OSError as exc:
         raise SetupError("cannot write to output folder %s: %s" % (out_dir, exc.strerror or exc))
     model, weights_info, transforms = load_model(model_name, weights_path)
+    loaded = time.perf_counter()
     model, dim = feature_head(model)
     preprocess = Preprocess(transforms)
     sidecar = dict(weights_info, model=model_name, preprocessing=preprocess.describe(), dim=dim)
@@ -602,6 +607,7 @@ def run(paths, out_dir, model_name=DEFAULT_MODEL, batch_size=None, workers=None,
     # ---- the network: BatchNorm folded, on the device in its fastest form here
     if dev.type == "cuda":
         torch.backends.cudnn.benchmark = True  # one input size: let cuDNN pick its fastest kernels
+    built = time.perf_counter()
     net = Network(model, dev, prec, preprocess)
     if prec == "int8":
         identity = {k: sidecar[k] for k in features.IDENTITY_KEYS}
@@ -627,6 +633,12 @@ def run(paths, out_dir, model_name=DEFAULT_MODEL, batch_size=None, workers=None,
              "workers, %d inference threads" % (model_name, weights_info.get("weights_file") or
                                                  weights_info["weights"], dim, net.folded,
                                                  batch_size, workers, threads))
+        steps = dict(imports=imported - started, weights=loaded - imported,
+                     network=time.perf_counter() - built)
+        for step, seconds in (net.int8.seconds if net.int8 else {}).items():
+            steps["network"] -= seconds
+            steps["int8 " + step] = seconds
+        info("start-up: " + ", ".join("%s %.2fs" % kv for kv in steps.items()))
     if removed:
         info("removed %d temporary files left by an interrupted run" % removed)
     for path, reason in refused:
