@@ -1,27 +1,29 @@
 """int8 on x86 CPUs: the feature extractor quantized after training, calibrated once per feature
 folder on the user's own images, checked against fp32, and its parameters kept in ``int8.json``.
 
-Which quantization path, and why (measured on a 2-core AVX2 EPYC with torch 2.14.1, resnet18):
+Which quantization path, and why (tried on a 2-core AVX2 EPYC with torch 2.14.1, resnet18):
 
 * **torch.ao's FX graph mode** (``prepare_fx`` / ``convert_fx`` with the ``x86`` qconfig, taken
-  here) runs eager with torch's own int8 kernels (fbgemm / oneDNN): no compiler, no export, about
-  1-3 s to prepare and convert, and the forward pass about twice as fast as fp32 with the vectors at
-  cosine >= 0.999 to fp32. It is in every torch this project supports (>= 2.2) and still in 2.14,
-  though marked deprecated since 2.8.
+  here) runs eager with torch's own int8 kernels (fbgemm / oneDNN): no compiler and no export,
+  about a second or two of graph work per start, a forward pass about twice as fast as fp32, and
+  vectors at cosine >= 0.998 to fp32 on photo-like thumbnails. Its API is the same in every torch
+  this project supports (>= 2.2); it warns that it is deprecated ("will be removed in 2.10"), yet
+  2.14.1 still ships it.
 * **PT2E** (``prepare_pt2e`` / ``convert_pt2e`` with ``X86InductorQuantizer``), the announced
-  successor, is no longer in torch 2.14 (it moved to torchao), and torchao ties each release to a
-  few torch versions. Tried with torchao 0.18: importing it took ~9 s, ``torch.export`` ~12 s,
-  its dynamic-shape export of resnet18 failed to annotate, and its lowering without
-  ``torch.compile`` ran at 5 images/s; with ``torch.compile`` it needs a C++ compiler and tens of
-  seconds per start. That is not a path for a laptop run of a few thousand photos.
+  successor, is no longer in torch 2.14 (it moved to torchao, whose releases each follow a few
+  torch versions). With torchao 0.18 here: importing it took 9-11 s; the default export of
+  resnet18 failed to annotate ("Input partition has more than one output node"); a strict export
+  took 12 s and lowering without ``torch.compile`` 30 s, for a graph that ran at 5 images/s on
+  the (busy) machine; with ``torch.compile`` it needs a C++ compiler and tens of seconds at every
+  start. That is no path for a laptop run over a few thousand photos.
 
 So this module uses FX, keeps every use of it here behind a small interface (``unavailable``,
 ``build``), and where a future torch lacks it, int8 falls back to fp32 with one line saying so.
 
 The file ``int8.json`` (written and read only here) records what makes the quantized network
 reproducible: the folder's model identity, the engine, the per-tensor scale and zero point of every
-activation observer, the calibration images count and the measured minimum cosine to fp32 with the
-verdict. Weights are quantized per channel from the weights themselves, so they need no record.
+activation observer, the number of calibration images and the minimum cosine to fp32 measured on
+them, which each run judges against the bar. Weights are quantized per channel from the weights themselves, so they need no record.
 A resumed run, a run adding photos and every worker of a cluster build the same network from it:
 int8 arithmetic accumulates in integers, so each vector is the same, byte for byte, whatever batch
 it is computed in.
@@ -37,9 +39,10 @@ from . import fsutil, report
 PARAMS = "int8.json"
 FORMAT = "photomap-int8-params"
 FORMAT_VERSION = 1
-# The fidelity bar: int8 is used only where every probe image's vector is at least this close
-# (cosine similarity) to its fp32 vector. Near-duplicates of one photo typically sit above 0.9 with
-# ImageNet features, distinct photos far below: a 0.01 shift keeps that order.
+# The fidelity bar: int8 is used only where every calibration image's vector is at least this
+# close (cosine similarity) to its fp32 vector. resnet18 and regnet_x_400mf gave 0.998-0.9998
+# here; models whose int8 output collapses (random-init mobilenet_v3, efficientnet_b0 and
+# googlenet gave cosine 0.0) are what it stops.
 MIN_COSINE = 0.99
 # Calibration images, taken evenly across the run's inputs (a backup is in folder order: the first
 # photos are often one day's pictures). 32 images of 224 px give each observer millions of values;

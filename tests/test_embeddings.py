@@ -60,6 +60,18 @@ def npy_files(folder):
     return sorted(os.listdir(folder))
 
 
+def auto_precision():
+    """What --precision auto picks on this machine's CPU (int8 also leaves int8.json beside)."""
+    import torch
+
+    return embed.choose_precision("auto", torch.device("cpu"))[0]
+
+
+def side_files():
+    """The files a default CPU run leaves beside the vectors."""
+    return ["features.json"] + (["int8.json"] if auto_precision() == "int8" else [])
+
+
 # ------------------------------------------------------------------------------------ vectors
 
 def test_hub_cache_vectors_size_dtype_identity_and_differences(tmp_path, torch_home, capsys):
@@ -71,10 +83,14 @@ def test_hub_cache_vectors_size_dtype_identity_and_differences(tmp_path, torch_h
     out = tmp_path / "feats"
     status, err = run(capsys, "-o", out, *CPU, *photos, twin)
     assert status == 0, err
-    assert err[0] == "embeddings: device cpu (%d threads), precision %s" % (
-        torch.get_num_threads(), "bf16 (oneDNN layout)" if embed.cpu_has_native_bf16() else "fp32")
+    expected = {"bf16": r"bf16 \(oneDNN layout; auto: this CPU has native bf16\)",
+                "int8": r"int8 \(x86 engine, min cosine 0\.99\d\d to fp32 on 4 images; auto: no "
+                        r"native bf16 on this CPU\)",
+                "fp32": r"fp32 \(auto: no native bf16 on this CPU; .*\)"}[auto_precision()]
+    assert re.fullmatch(r"embeddings: device cpu \(%d threads\), precision %s" % (
+        torch.get_num_threads(), expected), err[0]), err[0]
     assert err[-1].startswith("embeddings: 4 embedded, 0 skipped existing, 0 failed in ")
-    assert npy_files(out) == sorted(["features.json", "twin.jpg.npy"] +
+    assert npy_files(out) == sorted(side_files() + ["twin.jpg.npy"] +
                                     [os.path.basename(p) + ".npy" for p in photos])
     raw = np.load(out / "photo00.jpg.npy")
     assert raw.dtype == np.float32 and raw.shape == (512,)
@@ -86,12 +102,13 @@ def test_hub_cache_vectors_size_dtype_identity_and_differences(tmp_path, torch_h
     assert side["weights"] == "ResNet18_Weights.IMAGENET1K_V1"
     assert "resize_size=[256]" in side["preprocessing"] and "crop_size=[224]" in side["preprocessing"]
 
-    # Deterministic, and the --weights route with the same file gives the same vectors.
+    # Deterministic, and the --weights route with the same file gives the same vectors (the same
+    # inputs, so int8 calibrates on the same images).
     again = tmp_path / "again"
-    assert run(capsys, "-o", again, *CPU, *photos)[0] == 0
+    assert run(capsys, "-o", again, *CPU, *photos, twin)[0] == 0
     weights = torch_home / "hub" / "checkpoints" / RESNET18_CHECKPOINT
     local = tmp_path / "local"
-    assert run(capsys, "-o", local, *CPU, "--weights", weights, *photos)[0] == 0
+    assert run(capsys, "-o", local, *CPU, "--weights", weights, *photos, twin)[0] == 0
     for p in photos:
         assert np.array_equal(vec(out, p), vec(again, p))
         assert np.array_equal(vec(out, p), vec(local, p))
@@ -215,7 +232,7 @@ def test_existing_vectors_are_skipped_unopened_and_overwrite_redoes(tmp_path, ra
     assert "embeddings: removed 1 temporary files left by an interrupted run" in err
     status, err = run(capsys, "-o", out, *w, "--overwrite", photos[1])
     assert err[-1].startswith("embeddings: 1 embedded, 0 skipped existing")
-    assert npy_files(out) == ["features.json", "photo00.jpg.npy", "photo01.jpg.npy"]
+    assert npy_files(out) == side_files() + ["photo00.jpg.npy", "photo01.jpg.npy"]
 
 
 # ------------------------------------------------------------------------------------ the folder contract
@@ -247,7 +264,7 @@ def test_folder_of_other_weights_or_model_is_refused(tmp_path, random_weights, c
     status, err = run(capsys, "-o", out, *CPU, "--weights", random_weights, photos[1])
     assert status == 2 and len(err) == 1
     assert err[0].startswith("error: cannot read features.json in %s: " % out)
-    assert npy_files(out) == ["features.json", "photo00.jpg.npy"]
+    assert npy_files(out) == side_files() + ["photo00.jpg.npy"]
 
 
 def test_same_basename_from_two_folders_refuses_the_later(tmp_path, random_weights, capsys):
@@ -297,7 +314,7 @@ def test_each_bad_input_is_one_line_and_the_rest_is_unharmed(tmp_path, random_we
     ]
     assert err[-1].startswith("embeddings: 4 embedded, 0 skipped existing, 6 failed (missing file x2, "
                               "truncated image x2, empty file x1) in ")
-    assert npy_files(out) == sorted(["features.json", "photo00.jpg.npy", "photo01.jpg.npy",
+    assert npy_files(out) == sorted(side_files() + ["photo00.jpg.npy", "photo01.jpg.npy",
                                      "photo02.jpg.npy", "été ü 写真.jpg.npy"])
     clean = tmp_path / "clean"
     assert run(capsys, "-o", clean, *CPU, "--weights", random_weights, *good)[0] == 0
@@ -385,10 +402,10 @@ def test_stdin_dash_with_blank_lines_and_crlf(tmp_path, random_weights):
     photos = photo_crops(tmp_path / "in", 2)
     stdin = ("\r\n%s\r\n\n   \n%s\n\n" % tuple(photos)).encode()
     res = subprocess.run(cmd("-o", tmp_path / "feats", *CPU, "--weights", random_weights, "-"),
-                         input=stdin, capture_output=True, timeout=120)
+                         input=stdin, capture_output=True, timeout=300)
     assert res.returncode == 0, res.stderr
     assert res.stdout == b"", "stdout carries no logs"
-    assert npy_files(tmp_path / "feats") == ["features.json", "photo00.jpg.npy", "photo01.jpg.npy"]
+    assert npy_files(tmp_path / "feats") == side_files() + ["photo00.jpg.npy", "photo01.jpg.npy"]
 
 
 def test_ctrl_c_during_start_up_is_one_line(tmp_path, random_weights):
