@@ -29,7 +29,8 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from photomap import embed, features, meta, quality  # noqa: E402
+from photomap import features, meta, quality  # noqa: E402
+from photomap.model import hub_checkpoint_path, sha256_file  # noqa: E402
 from photomap.thumbs import DEFAULT_EXTENSIONS, crawl  # noqa: E402
 
 
@@ -40,8 +41,8 @@ def describe_weights(model, weights_path):
     default = torchvision.models.get_model_weights(model).DEFAULT
     url = default.url
     published = os.path.basename(url).rsplit("-", 1)[-1].split(".")[0]  # hash prefix in the name
-    path = weights_path or embed.hub_checkpoint_path(default)
-    digest = embed.sha256_file(path)
+    path = weights_path or hub_checkpoint_path(default)
+    digest = sha256_file(path)
     if digest.startswith(published):
         return "weights: %s (published ImageNet weights, sha256 %s...)" % (path, digest[:12]), True
     return ("weights: %s (sha256 %s... is NOT the published %s file: e.g. random-init weights; "

@@ -14,17 +14,11 @@ def make_edits(src_path, dest_for_edit):
     crop90: the central 90 %; downscale50: half the size; jpeg60: re-compressed at quality 60;
     bright115: brightness +15 %. The source's EXIF orientation is applied first, as a viewer would.
     """
-    from PIL import Image, ImageEnhance, ImageOps
+    from PIL import Image, ImageEnhance
 
-    try:  # iPhone photos, as stage 1 reads them
-        import pillow_heif
-        pillow_heif.register_heif_opener()
-    except ImportError:
-        pass
-    with Image.open(src_path) as im:
-        im.seek(0)
-        img = ImageOps.exif_transpose(im)
-        img = img.convert("RGB")
+    from photomap.image import read_rgb
+
+    img = read_rgb(src_path)  # as the stages read it: upright, RGB, HEIC too
     w, h = img.size
     dx, dy = round(w * 0.05), round(h * 0.05)
     edits = {
