@@ -16,7 +16,7 @@ import pytest
 from conftest import RESNET18_CHECKPOINT, ROOT, make_photo
 
 import embeddings
-from photomap import decode, features, network
+from photomap import decode, embed, features, network
 from photomap.model import feature_head, load_model
 
 SCRIPT = os.path.join(ROOT, "embeddings.py")
@@ -217,6 +217,42 @@ def test_existing_vectors_are_skipped_unopened_and_overwrite_redoes(tmp_path, ra
     status, err = run(capsys, "-o", out, *w, "--overwrite", photos[1])
     assert err[-1].startswith("embeddings: 1 embedded, 0 skipped existing")
     assert npy_files(out) == ["features.json", "photo00.jpg.npy", "photo01.jpg.npy"]
+
+
+def test_a_chunk_embedded_in_one_call_matches_the_run(tmp_path, random_weights, capsys):
+    import torch
+
+    photos = photo_crops(tmp_path / "in", 3)
+    bad = tmp_path / "in" / "notes.jpg"
+    bad.write_text("not an image\n")
+    ran = tmp_path / "ran"
+    assert run(capsys, "-o", ran, *CPU, "--weights", random_weights, *photos)[0] == 0
+    model, _, transforms = load_model("resnet18", random_weights)
+    net = network.Network(feature_head(model)[0], torch.device("cpu"), "fp32", decode.Preprocess(transforms))
+    chunk = tmp_path / "chunk"
+    chunk.mkdir()
+    assert embed.embed_chunk(photos[:2] + [str(bad)] + photos[2:], chunk, net) == [
+        (str(bad), "not an image (cannot identify image file)")]
+    assert npy_files(chunk) == [os.path.basename(p) + ".npy" for p in photos]
+    for p in photos:
+        assert np.allclose(vec(chunk, p), vec(ran, p), rtol=1e-4, atol=1e-4)
+
+
+def test_vector_writer_counts_what_is_on_disk_and_raises_a_failed_write(tmp_path):
+    import torch
+
+    writer = embed.VectorWriter(torch.device("cpu"))
+    paths = [str(tmp_path / ("%d.jpg.npy" % i)) for i in range(10)]
+    vectors = torch.arange(10 * 4, dtype=torch.float32).view(10, 4)
+    with writer:
+        done = sum(writer.put(paths[i:i + 3], vectors[i:i + 3]) for i in range(0, 10, 3))
+        done += writer.finish()
+    assert done == 10
+    for i, p in enumerate(paths):
+        assert np.array_equal(features.load_vector(p), vectors[i].numpy())
+    with embed.VectorWriter(torch.device("cpu")) as writer, pytest.raises(OSError):
+        writer.put([str(tmp_path / "no such folder" / "x.npy")], vectors[:1])
+        writer.finish()
 
 
 # ------------------------------------------------------------------------------------ the folder contract
