@@ -3,12 +3,11 @@ resize and crop it into an HWC uint8 tensor) and the device (scale and normalise
 dataset of image paths, and the DataLoader of worker processes that feeds the network."""
 from . import image
 from .report import one_line
+from .runner import cores
 
 
 def default_workers(device) -> int:
     """Decode processes: all cores feed a GPU; on CPU one process decodes while the rest infer."""
-    from .runner import cores
-
     n = cores()
     if device.type == "cpu":
         return 1 if n <= 4 else max(1, n // 4)

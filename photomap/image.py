@@ -1,5 +1,6 @@
 """Reading a photo, the same way in every stage: open (HEIF too), the pixel limit from the header,
 EXIF orientation, any mode to RGB (transparency on white, 16-bit scaled), and the reasons for bad files."""
+import functools
 import io
 import os
 from contextlib import contextmanager
@@ -13,7 +14,6 @@ _UPRIGHT = {  # orientation -> PIL transpose method, the table of PIL.ImageOps.e
     2: "FLIP_LEFT_RIGHT", 3: "ROTATE_180", 4: "FLIP_TOP_BOTTOM", 5: "TRANSPOSE",
     6: "ROTATE_270", 7: "TRANSVERSE", 8: "ROTATE_90",
 }
-_heif = {"registered": False}
 
 
 class EmptyFile(Exception):
@@ -31,17 +31,16 @@ def _megapixels(n):
     return "%.1f MP" % (n / 1e6) if n >= 1e5 else "%g MP" % (n / 1e6)
 
 
-def register_heif() -> None:
-    """Let Pillow open HEIC/HEIF (iPhone photos) through pillow-heif, once per process; without
-    pillow-heif such files are "not an image"."""
-    if _heif["registered"]:
-        return
-    _heif["registered"] = True
+@functools.lru_cache(maxsize=None)
+def register_heif() -> bool:
+    """Let Pillow open HEIC/HEIF (iPhone photos) through pillow-heif, once per process. Returns
+    whether it could: without pillow-heif such files are "not an image"."""
     try:
         import pillow_heif
     except ImportError:
-        return
+        return False
     pillow_heif.register_heif_opener()
+    return True
 
 
 @contextmanager
@@ -78,21 +77,22 @@ def opened(source, max_pixels=None):
         Image.MAX_IMAGE_PIXELS = guard
 
 
-def orientation(img) -> int:
-    """The EXIF orientation of an opened image (1..8); 1 when absent or unreadable (a broken EXIF
-    block is not worth a failure). Read it before any conversion, which drops the tags."""
+def orientation(img):
+    """The EXIF orientation of an opened image (1..8, as :func:`upright` takes it); 1 when absent or
+    unreadable (a broken EXIF block is not worth a failure). Read it before converting the image:
+    conversions drop the tags."""
     try:
-        return int(img.getexif().get(ORIENTATION_TAG, 1))
+        return img.getexif().get(ORIENTATION_TAG, 1)
     except Exception:  # noqa: BLE001 - any EXIF parsing failure
         return 1
 
 
-def upright(img, orientation_value: int):
-    """``img`` turned or mirrored as its EXIF ``orientation_value`` says (any size: applying it
-    to a thumbnail gives the thumbnail of the upright photo)."""
+def upright(img, turn):
+    """``img`` turned or mirrored as its EXIF orientation ``turn`` says (at any size: applied to a
+    thumbnail, it gives the thumbnail of the upright photo)."""
     from PIL import Image
 
-    method = _UPRIGHT.get(orientation_value)
+    method = _UPRIGHT.get(turn)
     return img.transpose(getattr(Image.Transpose, method)) if method is not None else img
 
 
