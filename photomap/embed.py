@@ -144,13 +144,11 @@ def embed_batches(r, batches, net, todo, out_dir) -> int:
             for idxs, batch, bad in batches:
                 for i, reason in bad:
                     r.fail(todo[i], reason)
-                written = 0 if batch is None else writer.put([vector_path(out_dir, todo[i])
-                                                              for i in idxs], net(batch))
-                r.tally.add("embedded", written)
-                bar.update(len(bad) + written)
-            written = writer.finish()
-            r.tally.add("embedded", written)
-            bar.update(written)
+                bar.update(len(bad))
+                if batch is not None:
+                    paths = [vector_path(out_dir, todo[i]) for i in idxs]
+                    count_saved(r, writer.put(paths, net(batch)))
+            count_saved(r, writer.finish())
     except KeyboardInterrupt:
         r.close()
         r.info("interrupted: every vector written so far is complete; run again to resume", always=True)
@@ -159,6 +157,12 @@ def embed_batches(r, batches, net, todo, out_dir) -> int:
         r.error("cannot write vectors to %s: %s" % (out_dir, exc.strerror or exc))
         return 1
     return 0
+
+
+def count_saved(r, n) -> None:
+    """Count ``n`` more vectors as embedded, on the bar and for the summary."""
+    r.tally.add("embedded", n)
+    r.bar.update(n)
 
 
 class VectorWriter:
