@@ -1,7 +1,9 @@
 """Stage 2's model: torchvision model names, the weights (pretrained from the torch hub cache or a local
 state-dict file, with one clear line when they cannot be had offline) and the feature head."""
+import contextlib
 import difflib
 import os
+import sys
 
 from . import report
 from .report import SetupError
@@ -101,8 +103,9 @@ def load_model(name: str, weights_path=None):
         return model, info, transforms
 
     cached = hub_checkpoint_path(default)
-    try:  # torch.hub says "Downloading: ..." and shows its progress bar when the file is not cached
-        model = get_model(name, weights=default)
+    try:  # torch.hub says "Downloading: ..." (on stdout: moved to stderr) and shows its progress bar
+        with contextlib.redirect_stdout(sys.stderr):
+            model = get_model(name, weights=default)
     except OSError as exc:  # urllib's URLError/HTTPError and socket errors are OSErrors
         if os.path.exists(cached):
             raise SetupError("cannot read cached weights %s: %s (delete it to download again, or "

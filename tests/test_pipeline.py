@@ -82,22 +82,22 @@ def _deep_grey_png(path):
 
 
 @pytest.mark.parametrize("make", [_transparent_png, _deep_grey_png], ids=["alpha", "16-bit"])
-def test_both_stages_see_the_same_pixels(tmp_path, random_weights, capsys, make):
+def test_both_stages_see_the_same_pixels(tmp_path, random_weights, run_main, make):
     import numpy as np
     from PIL import Image
     from torchvision.transforms._presets import ImageClassification
 
-    import embeddings
-    import process_photos
     from photomap import decode, features
+    from photomap.commands import embeddings, process_photos
 
     src = tmp_path / "src"
     src.mkdir()
     png = src / "odd.png"
     make(png)
     # Stage 1: the thumbnail (64 px fits in -s 64: not resized, only converted and saved as JPEG).
-    assert process_photos.main(["-d", str(src), "-o", str(tmp_path / "thumbs"), "-s", "64", "-j", "1"]) == 0
-    md5 = meta.parse_lines(iter(capsys.readouterr().out.splitlines(True))).entries[str(png)]
+    status, out, err = run_main(process_photos.main, "-d", src, "-o", tmp_path / "thumbs", "-s", 64, "-j", 1)
+    assert status == 0, err
+    md5 = meta.parse_lines(iter(out.splitlines(True))).entries[str(png)]
     thumb = tmp_path / "thumbs" / meta.thumb_name(md5)
     seen_by_1 = np.asarray(Image.open(thumb), dtype=np.int16)
     # Stage 2 given the PNG straight: what its decode workers hand the network, at 64 px.
@@ -113,8 +113,9 @@ def test_both_stages_see_the_same_pixels(tmp_path, random_weights, capsys, make)
         assert abs(int(seen_by_2[:, 48].mean()) - 128) <= 1, "16-bit is scaled (it was clipped to 255)"
 
     # And the vectors: the PNG straight into stage 2 and its stage-1 thumbnail agree.
-    out = tmp_path / "feats"
-    assert embeddings.main(["-o", str(out), "--device", "cpu", "-j", "0", "--weights", str(random_weights),
-                            "-q", str(png), str(thumb)]) == 0
-    a, b = (features.load_vector(out / features.feature_name(p)) for p in (png, thumb))
+    feats = tmp_path / "feats"
+    status, _, err = run_main(embeddings.main, "-o", feats, "--device", "cpu", "-j", 0,
+                              "--weights", random_weights, "-q", png, thumb)
+    assert status == 0, err
+    a, b = (features.load_vector(feats / features.feature_name(p)) for p in (png, thumb))
     assert float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b))) >= 0.999
