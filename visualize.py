@@ -42,10 +42,17 @@ def check_inputs(args):
     """The first fatal problem with the arguments, as a message, or None."""
     if not os.path.isfile(args.meta):
         return "no .meta file at %s" % args.meta
-    if not os.path.isdir(args.thumbs):
-        return "no thumbnail folder at %s" % args.thumbs
-    if not os.path.isdir(args.features):
-        return "no feature folder at %s" % args.features
+    for folder, what in ((args.thumbs, "thumbnail folder"), (args.features, "feature folder")):
+        if not os.path.isdir(folder):
+            return "no %s at %s" % (what, folder)
+        try:
+            with os.scandir(folder) as entries:
+                next(entries, None)
+        except OSError as exc:
+            return "cannot read the %s %s: %s" % (what, folder, exc.strerror or exc)
+    if os.path.isdir(args.output):
+        return "-o %s is a folder: give the page's file name (e.g. %s)" % (
+            args.output, os.path.join(args.output, "map.html"))
     if args.n_neighbors < 2:
         return "--n-neighbors must be at least 2"
     if not 0.0 <= args.min_dist <= 1.0:

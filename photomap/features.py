@@ -1,12 +1,19 @@
 """The feature folder, written and read only here: one float32 ``<input basename>.npy`` per image
 (``<md5>.jpg.npy`` for a stage-1 thumbnail) and a ``features.json`` sidecar naming the model,
 weights, preprocessing, precision and dimension that produced them."""
+import errno
 import functools
+import io
 import json
 import os
+import stat
+import time
+from collections import Counter
+from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import featurepack
 from .fsutil import atomic_write
 from .meta import thumb_name
 
@@ -33,11 +40,12 @@ def save_vector(path, vector) -> None:
 
 
 def load_vector(path) -> np.ndarray:
-    """Read one vector; raises ``OSError``/``ValueError`` if the file is missing or not a 1-D array."""
-    vec = np.load(path, allow_pickle=False)
-    if vec.ndim != 1:
-        raise ValueError("%s: expected a 1-D vector, got shape %s" % (path, vec.shape))
-    return vec.astype(np.float32, copy=False)
+    """Read one vector; raises ``OSError``/``ValueError`` if the file is missing or not a usable
+    vector (see :func:`check_vector` for the checks, which never raise)."""
+    vec, reason, detail = check_vector(path)
+    if vec is None:
+        raise ValueError("%s: %s (%s)" % (path, reason, detail))
+    return vec
 
 
 def read_sidecar(features_dir):
@@ -65,34 +73,6 @@ def mismatch(old: dict, new: dict):
     return None
 
 
-def load_for_md5s(features_dir, md5s):
-    """Load the vectors of the given thumbnail md5s.
-
-    Returns ``(matrix, found, problems)``: an ``(n, d)`` float32 array for the md5s in ``found``
-    (input order kept), and ``problems`` mapping each md5 left out to a short reason.
-    """
-    rows, found, problems = [], [], {}
-    dim = None
-    for md5 in md5s:
-        try:
-            vec = load_vector(feature_path_for_md5(features_dir, md5))
-        except FileNotFoundError:
-            problems[md5] = "no feature vector"
-            continue
-        except (OSError, ValueError) as exc:
-            problems[md5] = "unreadable feature vector (%s)" % exc
-            continue
-        if dim is None:
-            dim = vec.shape[0]
-        if vec.shape[0] != dim:
-            problems[md5] = "feature vector of size %d, expected %d" % (vec.shape[0], dim)
-            continue
-        rows.append(vec)
-        found.append(md5)
-    matrix = np.stack(rows) if rows else np.zeros((0, dim or 0), np.float32)
-    return matrix, found, problems
-
-
 def listed_md5s(features_dir):
     """md5s of all ``<md5>.jpg.npy`` vectors present in ``features_dir``."""
     suffix = ".jpg.npy"
@@ -106,8 +86,6 @@ def listed_md5s(features_dir):
 @functools.lru_cache(maxsize=None)
 def vector_file_size(dim: int) -> int:
     """Size in bytes of the ``.npy`` that :func:`save_vector` writes for a ``dim``-long vector."""
-    import io
-
     buf = io.BytesIO()
     np.save(buf, np.zeros(dim, dtype=np.float32))
     return buf.tell()
@@ -119,3 +97,269 @@ def is_complete(path, dim: int) -> bool:
         return os.stat(path).st_size == vector_file_size(dim)
     except OSError:
         return False
+
+
+# ---------------------------------------------------------------------------- checking vectors
+
+# Why a vector is left out, in the order the checks run; each is counted in stage 3's summary line.
+REASONS = ("missing vector", "unreadable vector", "truncated vector", "damaged vector", "unusable vector",
+           "wrong-length vector", "non-finite vector", "all-zero vector")
+MAX_VECTOR_BYTES = 1 << 26  # 16M float32 values: far beyond any model's features, so no reading a video
+NPY_MAGIC = b"\x93NUMPY"
+
+
+def counted(n: int, reason: str) -> str:
+    """``"1 truncated vector"``, ``"2 truncated vectors"``."""
+    return "%d %s%s" % (n, reason, "" if n == 1 or not reason.endswith(("vector", "thumbnail")) else "s")
+
+
+def os_reason(exc: OSError) -> str:
+    """A short reason for an ``OSError`` met while opening a file."""
+    if exc.errno == errno.ELOOP:
+        return "a symlink loop"
+    if isinstance(exc, IsADirectoryError):
+        return "a folder, not a file"
+    if isinstance(exc, PermissionError):
+        return "permission denied"
+    return exc.strerror or str(exc)
+
+
+@functools.lru_cache(maxsize=None)
+def _npy_header(dim: int) -> bytes:
+    """The exact header :func:`save_vector` writes for a ``dim``-long vector (the fast path's key)."""
+    buf = io.BytesIO()
+    np.save(buf, np.zeros(dim, dtype=np.float32))
+    return buf.getvalue()[:buf.tell() - 4 * dim]
+
+
+def check_vector(path, st=None, dim=None):
+    """Read and check the vector file at ``path`` (``st``: its ``os.stat``, taken here if ``None``).
+
+    Returns ``(vector, None, "")`` for a usable one (1-D float32, converted from another number
+    type if need be), else ``(None, reason, detail)`` with ``reason`` one of :data:`REASONS`.
+    Never raises: a missing, unreadable or malformed file is an answer, not an error. ``dim`` (the
+    expected length, if known) only speeds up reading files exactly as stage 2 writes them."""
+    try:
+        st = os.stat(path) if st is None else st
+    except FileNotFoundError:
+        return None, "missing vector", ""
+    except OSError as exc:
+        return None, "unreadable vector", os_reason(exc)
+    if stat.S_ISDIR(st.st_mode):
+        return None, "unreadable vector", "a folder, not a file"
+    if not stat.S_ISREG(st.st_mode):  # a fifo would block the read forever
+        return None, "unreadable vector", "not a regular file"
+    if st.st_size == 0:
+        return None, "truncated vector", "empty file"
+    if st.st_size > MAX_VECTOR_BYTES:
+        return None, "damaged vector", "%d bytes, far too big for a vector" % st.st_size
+    try:
+        with open(path, "rb") as f:
+            data = f.read(st.st_size + 1)
+    except OSError as exc:
+        return None, "unreadable vector", os_reason(exc)
+    if len(data) != st.st_size:
+        return None, "unreadable vector", "changed while it was read"
+    if dim and len(data) == vector_file_size(dim) and data.startswith(_npy_header(dim)):
+        vec = np.frombuffer(data, np.float32, offset=len(_npy_header(dim)))
+    else:
+        vec, reason, detail = _parse_npy(data)
+        if vec is None:
+            return None, reason, detail
+    return _check_values(vec)
+
+
+def _parse_npy(data: bytes):
+    """``(vector, None, "")`` from the bytes of any ``.npy`` holding one numeric vector, else
+    ``(None, reason, detail)``. Never unpickles: an object array is refused from its header."""
+    if not data.startswith(NPY_MAGIC):
+        return None, "damaged vector", "not a .npy file"
+    if len(data) < 10:
+        return None, "truncated vector", "cut short in its header"
+    major = data[6]
+    if major not in (1, 2, 3):
+        return None, "damaged vector", "unknown .npy version %d" % major
+    start = 10 if major == 1 else 12
+    length = int.from_bytes(data[8:start], "little")
+    if len(data) < start + length:
+        return None, "truncated vector", "cut short in its header"
+    f = io.BytesIO(data)
+    try:
+        np.lib.format.read_magic(f)
+        read = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
+        shape, _, dtype = read(f)
+    except (ValueError, TypeError, SyntaxError, EOFError, OverflowError, RecursionError) as exc:
+        return None, "damaged vector", "unreadable .npy header (%s)" % type(exc).__name__
+    if dtype.hasobject:
+        return None, "unusable vector", "holds pickled Python objects (never loaded)"
+    if dtype.fields is not None or dtype.subdtype is not None or dtype.kind not in "fiu":
+        return None, "unusable vector", "values of type %s, not real numbers" % dtype
+    if sum(1 for s in shape if s != 1) > 1:
+        return None, "unusable vector", "a %d-D array of shape %s, not a vector" % (len(shape), shape)
+    count = int(np.prod(shape, dtype=np.int64))
+    if count == 0:
+        return None, "unusable vector", "holds no values"
+    end = f.tell() + count * dtype.itemsize
+    if len(data) < end:
+        return None, "truncated vector", "%d of %d bytes" % (len(data), end)
+    if len(data) > end:
+        return None, "damaged vector", "%d unexpected bytes after the vector" % (len(data) - end)
+    with np.errstate(over="ignore", invalid="ignore"):  # out-of-range values become inf: checked next
+        return np.frombuffer(data, dtype, count, f.tell()).astype(np.float32), None, ""
+
+
+def _check_values(vec):
+    """``(vec, None, "")`` when every value is finite and not all are zero."""
+    finite = np.isfinite(vec)
+    if not finite.all():
+        nan = int(np.isnan(vec).sum())
+        return None, "non-finite vector", "%d NaN and %d infinite of %d values" % (
+            nan, vec.size - int(finite.sum()) - nan, vec.size)
+    if not vec.any():
+        # Cosine distance is undefined for it, and a real image never gives one: a placeholder.
+        return None, "all-zero vector", "every value is 0: no direction to compare"
+    return vec, None, ""
+
+
+# ---------------------------------------------------------------------------- a folder at once
+
+# A file changed this close to a scan could change again within the same mtime tick unseen (FAT
+# keeps mtimes to 2 s): such files are read, but not packed until a later run.
+RACY_NS = 2_000_000_000
+
+
+@dataclass
+class Loaded:
+    """What :func:`load_matrix` found: ``matrix`` (float32) holds the vectors of ``names[i]`` for
+    ``i`` in ``kept``, in that order; ``problems[i]`` is ``(reason, detail)`` for each name left
+    out; ``notes`` are lines worth saying once (the pack rebuilt, a sidecar disagreeing)."""
+    matrix: np.ndarray
+    kept: list
+    problems: dict
+    notes: list = field(default_factory=list)
+
+
+def load_matrix(folder, names, pack=True) -> Loaded:
+    """Read and check the vectors ``<folder>/<name>`` of ``names`` (file names, unique).
+
+    Each vector is checked (:func:`check_vector`); bad ones are left out with a reason, never
+    raised. The length is that of most vectors (``features.json``'s ``dim`` breaks a tie), and
+    vectors of another length are left out. With ``pack``, unchanged files (same size and mtime)
+    are taken from the packed cache (:mod:`featurepack`) instead of being opened, and the pack is
+    rewritten when anything changed. Raises ``OSError`` only if the folder cannot be listed."""
+    folder = os.fspath(folder)
+    scan_ns = time.time_ns()
+    present = set(os.listdir(folder))
+    notes, problems, stats, fresh = [], {}, {}, {}
+    pack_path = os.path.join(folder, featurepack.PACK_NAME)
+    old, why = featurepack.read_pack(pack_path) if pack else (None, "")
+    if why:
+        notes.append("ignored the feature pack %s: %s; rebuilding it" % (pack_path, why))
+    rows = old.rows_of(names) if old is not None else np.full(len(names), -1, np.int64)
+    hint = _sidecar_dim(folder)
+    from_pack = []
+    for i, name in enumerate(names):
+        if name not in present:
+            problems[i] = ("missing vector", "")
+            continue
+        path = os.path.join(folder, name)
+        try:
+            st = stats[i] = os.stat(path)
+        except OSError as exc:
+            problems[i] = ("unreadable vector", os_reason(exc))
+            continue
+        r = rows[i]
+        if r >= 0 and old.size[r] == st.st_size and old.mtime_ns[r] == st.st_mtime_ns:
+            from_pack.append(i)
+            continue
+        vec, reason, detail = check_vector(path, st, hint or (old.dim if old is not None else None))
+        if vec is None:
+            problems[i] = (reason, detail)
+        else:
+            fresh[i] = vec
+    lengths = Counter({old.dim: len(from_pack)} if from_pack else {})
+    lengths.update(len(v) for v in fresh.values())
+    dim = _majority(lengths, hint)
+    if hint and lengths and dim != hint:
+        notes.append("%s says %d values per vector, but most vectors have %d: using %d" % (
+            os.path.join(folder, SIDECAR), hint, dim, dim))
+    if old is not None and from_pack and old.dim != dim:
+        fresh.update((i, old.matrix[rows[i]]) for i in from_pack)
+        from_pack = []
+    for i in [i for i, v in fresh.items() if len(v) != dim]:
+        problems[i] = ("wrong-length vector", "%d values, most vectors have %d" % (len(fresh.pop(i)), dim))
+    kept = sorted(from_pack + list(fresh))
+    matrix = _assemble(kept, dim, old, rows, from_pack, fresh)
+    if pack:
+        note = _update_pack(pack_path, old, why, names, rows, present, from_pack, fresh, stats, dim,
+                            scan_ns)
+        if note:
+            notes.append(note)
+    return Loaded(matrix, kept, problems, notes)
+
+
+def _sidecar_dim(folder):
+    """``dim`` from ``features.json`` when it is a positive integer, else ``None`` (never raises)."""
+    try:
+        info = read_sidecar(folder)
+    except (OSError, ValueError):
+        return None
+    dim = info.get("dim") if isinstance(info, dict) else None
+    return dim if isinstance(dim, int) and not isinstance(dim, bool) and dim > 0 else None
+
+
+def _majority(lengths: Counter, hint):
+    """The most common vector length; ``hint`` wins a tie it is part of (0 when there are none)."""
+    if not lengths:
+        return hint or 0
+    top = max(lengths.values())
+    tied = sorted(n for n, c in lengths.items() if c == top)
+    return hint if hint in tied else tied[-1]
+
+
+def _assemble(kept, dim, old, rows, from_pack, fresh):
+    """The ``(len(kept), dim)`` matrix: pack rows where they were taken from it, read ones elsewhere."""
+    if old is not None and len(from_pack) == len(kept) == len(old.names) and \
+            (rows[from_pack] == np.arange(len(kept))).all():
+        return old.matrix  # the common re-run: every row, in order, no copy
+    matrix = np.empty((len(kept), dim), np.float32)
+    at = {i: k for k, i in enumerate(kept)}
+    if from_pack:
+        matrix[[at[i] for i in from_pack]] = old.matrix[rows[from_pack]]
+    for i, vec in fresh.items():
+        matrix[at[i]] = vec
+    return matrix
+
+
+def _update_pack(pack_path, old, why, names, rows, present, from_pack, fresh, stats, dim, scan_ns):
+    """Rewrite the pack when anything changed: it keeps the rows still valid (and those of files in
+    the folder that were not asked for this time), drops rows of removed or changed files, adds
+    the vectors read now. Returns a line to say when it could not be written, else ``None``."""
+    new = [i for i in sorted(fresh) if stats[i].st_mtime_ns < scan_ns - RACY_NS]
+    if old is not None and not new and len(from_pack) == len(old.names):
+        return None  # every row was used as it is: nothing to write
+    keep_old = np.zeros(0, np.int64)
+    if old is not None and old.dim == dim:
+        asked = {int(rows[i]) for i in range(len(names)) if rows[i] >= 0}
+        used = {int(rows[i]) for i in from_pack}
+        keep_old = np.array([r for r, n in enumerate(old.names)
+                             if (r in used or r not in asked) and os.fsdecode(n) in present], np.int64)
+    dropped = (len(old.names) if old is not None else 0) - len(keep_old)
+    if not new and not dropped and (old is not None or not why):
+        return None
+    new_names = [names[i] for i in new]
+    parts = [(np.stack([fresh[i] for i in new]) if new else np.zeros((0, dim), np.float32),
+              np.arange(len(new)))]
+    if len(keep_old):
+        parts.insert(0, (old.matrix, keep_old))
+    all_names = [os.fsdecode(n) for n in old.names[keep_old]] + new_names if len(keep_old) else new_names
+    size = np.concatenate([old.size[keep_old] if len(keep_old) else np.zeros(0, np.int64),
+                           np.array([stats[i].st_size for i in new], np.int64)])
+    mtime = np.concatenate([old.mtime_ns[keep_old] if len(keep_old) else np.zeros(0, np.int64),
+                            np.array([stats[i].st_mtime_ns for i in new], np.int64)])
+    try:
+        featurepack.write_pack(pack_path, all_names, size, mtime, parts)
+    except OSError as exc:
+        return "could not write the feature pack %s (%s): every vector is read again next time" % (
+            pack_path, os_reason(exc))
+    return None

@@ -5,6 +5,7 @@ import hashlib
 import io
 import json
 import os
+import stat
 import sys
 import warnings
 from collections import Counter
@@ -50,9 +51,10 @@ class Photos:
 def join(meta_path, thumbs_dir, features_dir, log="stderr") -> Photos:
     """Join the three inputs into :class:`Photos` and print one summary line on ``log``.
 
-    A photo is kept when its md5 has a .meta line, a thumbnail ``<thumbs>/<md5>.jpg`` and a readable
-    vector of the common size; everything else is counted and left out, never raised. A missing
-    .meta file raises ``FileNotFoundError`` (a fatal problem for the caller)."""
+    A photo is kept when its md5 has a .meta line, a readable thumbnail ``<thumbs>/<md5>.jpg`` and
+    a usable vector (:func:`features.load_matrix` checks each one); everything else is counted and
+    left out, never raised, and each bad file is named in one line. A missing .meta file or an
+    unlistable feature folder raises ``OSError`` (a fatal problem for the caller)."""
     meta = read_meta(meta_path)
     groups = meta.by_md5()
     left_out = Counter()
@@ -60,23 +62,55 @@ def join(meta_path, thumbs_dir, features_dir, log="stderr") -> Photos:
     left_out["features without a .meta line"] = len(listed - set(groups))
     with_thumb = []
     for md5 in sorted(groups):
-        if os.path.isfile(os.path.join(thumbs_dir, thumb_name(md5))):
+        path = os.path.join(thumbs_dir, thumb_name(md5))
+        problem = thumb_problem(path)
+        if problem is None:
             with_thumb.append(md5)
-        else:
+        elif problem == "missing":
             left_out[".meta md5s without thumbnail"] += 1
-    matrix, found, problems = features_mod.load_for_md5s(features_dir, with_thumb)
-    for reason in problems.values():
-        key = ".meta md5s without features" if reason == "no feature vector" else \
-            "unreadable or odd-sized vectors"
-        left_out[key] += 1
+        else:
+            left_out["unreadable thumbnail"] += 1
+            _say(log, "visualize: left out %s (%s): unreadable thumbnail (%s)" % (
+                printable(path), printable(groups[md5][0]), problem))
+    names = [features_mod.feature_name(thumb_name(m)) for m in with_thumb]
+    got = features_mod.load_matrix(features_dir, names)
+    for line in got.notes:
+        _say(log, "visualize: " + printable(line))
+    for i, (reason, detail) in sorted(got.problems.items()):
+        if reason == "missing vector":
+            left_out[".meta md5s without features"] += 1
+            continue
+        left_out[reason] += 1
+        _say(log, "visualize: left out %s (%s): %s%s" % (
+            printable(os.path.join(features_dir, names[i])), printable(groups[with_thumb[i]][0]), reason,
+            " (%s)" % detail if detail else ""))
+    found = [with_thumb[i] for i in got.kept]
     left_out["# error lines"] = len(meta.errors)
     left_out["malformed .meta lines"] = meta.malformed
     photos = Photos(md5s=found, paths=[[printable(p) for p in groups[m]] for m in found],
-                    features=matrix, thumbs_dir=os.fspath(thumbs_dir),
+                    features=got.matrix, thumbs_dir=os.fspath(thumbs_dir),
                     left_out=Counter({k: v for k, v in left_out.items() if v}),
                     model=_model_name(features_dir))
     _say(log, join_summary(photos))
     return photos
+
+
+def thumb_problem(path):
+    """``None`` when ``path`` is a readable, non-empty file; ``"missing"`` when there is nothing
+    there; else a short reason (a folder, a symlink loop, empty, permission denied)."""
+    try:
+        st = os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return "missing"
+    except OSError as exc:
+        return features_mod.os_reason(exc)
+    if not stat.S_ISREG(st.st_mode):
+        return "a folder, not a file" if stat.S_ISDIR(st.st_mode) else "not a regular file"
+    if st.st_size == 0:
+        return "empty file"
+    if not os.access(path, os.R_OK):
+        return "permission denied"
+    return None
 
 
 def _model_name(features_dir) -> str:
@@ -94,7 +128,7 @@ def join_summary(photos: Photos) -> str:
     line = "visualize: %d photo%s (%d file%s) on the map" % (
         len(photos), "" if len(photos) == 1 else "s", n_paths, "" if n_paths == 1 else "s")
     if photos.left_out:
-        line += "; left out: " + ", ".join("%d %s" % (n, k) for k, n in sorted(photos.left_out.items()))
+        line += "; left out: " + ", ".join(features_mod.counted(n, k) for k, n in sorted(photos.left_out.items()))
     return line
 
 
@@ -174,39 +208,95 @@ def coords_paths(page_path):
 
 def load_or_embed(photos: Photos, page_path, log="stderr", **params):
     """Coordinates of ``photos``, reused from the cache beside ``page_path`` when its key matches,
-    computed with :func:`embed` (and cached) otherwise. Returns ``(coords, reused)``."""
+    computed with :func:`embed` (and cached) otherwise. Returns ``(coords, reused)``.
+
+    A cache that cannot be trusted (unreadable, cut short, another program's file, edited by hand:
+    the key records the CSV's sha256) is ignored with one line and the map computed again; a cache
+    that cannot be written is said in one line, never raised."""
     params = dict(UMAP_DEFAULTS, **params)
     key = layout_key(photos, params)
     csv_path, key_path = coords_paths(page_path)
-    coords = _read_cache(csv_path, key_path, key, photos.md5s)
+    coords, why, sealed = _read_cache(csv_path, key_path, key, photos.md5s)
     reused = coords is not None
     if reused:
         _say(log, "visualize: reused the map coordinates in %s" % csv_path)
     else:
+        if why:
+            _say(log, "visualize: ignored the coordinates cache %s: %s; computing the map again" % (
+                printable(csv_path), why))
         coords = embed(photos.features, log=log, **params)
-    write_coords_csv(csv_path, photos, coords, only_if_changed=reused)
-    if not reused:
-        with atomic_write(key_path, "w") as f:
-            json.dump({"key": key, "params": params, "n": len(photos)}, f, sort_keys=True)
-            f.write("\n")
+    text = coords_csv_text(photos, coords)
+    try:
+        if not (reused and sealed and _file_text(csv_path) == text):
+            with atomic_write(csv_path, "w") as f:
+                f.write(text)
+            with atomic_write(key_path, "w") as f:
+                json.dump({"key": key, "params": params, "n": len(photos), "csv_sha256": _sha256(text)},
+                          f, sort_keys=True)
+                f.write("\n")
+    except OSError as exc:
+        _say(log, "visualize: could not write the coordinates cache %s (%s): the map will be computed "
+             "again next time" % (printable(csv_path), features_mod.os_reason(exc)))
     return coords, reused
 
 
+MAX_KEY_BYTES = 1 << 16  # a key file is a few hundred bytes: anything much bigger is not ours
+
+
 def _read_cache(csv_path, key_path, key, md5s):
+    """``(coords, "", sealed)`` from a cache whose key is ``key`` and whose CSV lists ``md5s`` in
+    order with finite coordinates; else ``(None, reason, False)``, reason "" when there is simply no
+    cache or the inputs changed. ``sealed``: the key records the CSV's hash (old keys do not)."""
     try:
-        with open(key_path, encoding="utf-8") as f:
-            if json.load(f).get("key") != key:
-                return None
-        with open(csv_path, newline="", encoding="utf-8") as f:
-            rows = list(csv.reader(f))
-    except (OSError, ValueError, AttributeError):
-        return None
-    if not rows or rows[0] != CSV_HEADER or [r[0] for r in rows[1:]] != list(md5s):
-        return None
+        with open(key_path, "rb") as f:
+            raw = f.read(MAX_KEY_BYTES + 1)
+    except FileNotFoundError:
+        return None, ("its key file %s is missing" % printable(key_path)
+                      if os.path.lexists(csv_path) else ""), False
+    except OSError as exc:
+        return None, "cannot read its key file (%s)" % features_mod.os_reason(exc), False
     try:
-        return np.array([[float(r[1]), float(r[2])] for r in rows[1:]], dtype=np.float64).reshape(-1, 2)
-    except (IndexError, ValueError):
-        return None
+        stored = json.loads(raw.decode("utf-8")) if len(raw) <= MAX_KEY_BYTES else None
+    except ValueError:
+        stored = None
+    if not isinstance(stored, dict) or not isinstance(stored.get("key"), str):
+        return None, "its key file %s is not one this program wrote" % printable(key_path), False
+    if stored["key"] != key:
+        return None, "", False  # the inputs or the parameters changed: not a problem to report
+    try:
+        text = _file_text(csv_path)
+    except OSError as exc:
+        return None, "cannot read it (%s)" % features_mod.os_reason(exc), False
+    except ValueError:
+        return None, "it is not UTF-8 text", False
+    sealed = "csv_sha256" in stored
+    if sealed and stored["csv_sha256"] != _sha256(text):
+        return None, "it was changed after it was written", False
+    try:
+        rows = list(csv.reader(io.StringIO(text, newline="")))
+    except csv.Error as exc:
+        return None, "not a CSV file (%s)" % exc, False
+    if not rows or rows[0] != CSV_HEADER or any(len(r) != len(CSV_HEADER) for r in rows[1:]):
+        return None, "not the md5,x,y,path table this program writes", False
+    if [r[0] for r in rows[1:]] != list(md5s):
+        return None, "it lists other photos than its key says", False
+    try:
+        coords = np.array([[float(r[1]), float(r[2])] for r in rows[1:]], dtype=np.float64).reshape(-1, 2)
+    except ValueError:
+        return None, "a coordinate is not a number", False
+    if not np.isfinite(coords).all():
+        return None, "a coordinate is not finite", False
+    return coords, "", sealed
+
+
+def _file_text(path) -> str:
+    """The UTF-8 text of ``path``, newlines as they are (``OSError``/``ValueError`` when unreadable)."""
+    with open(path, newline="", encoding="utf-8") as f:
+        return f.read()
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()
 
 
 def coords_csv_text(photos: Photos, coords) -> str:
@@ -217,20 +307,6 @@ def coords_csv_text(photos: Photos, coords) -> str:
     for md5, (x, y), paths in zip(photos.md5s, coords, photos.paths):
         w.writerow([md5, repr(float(x)), repr(float(y)), paths[0]])
     return buf.getvalue()
-
-
-def write_coords_csv(csv_path, photos, coords, only_if_changed=False) -> None:
-    """Write the coordinates CSV atomically (skipped when ``only_if_changed`` and it is identical)."""
-    text = coords_csv_text(photos, coords)
-    if only_if_changed:
-        try:
-            with open(csv_path, newline="", encoding="utf-8") as f:
-                if f.read() == text:
-                    return
-        except OSError:
-            pass
-    with atomic_write(csv_path, "w") as f:
-        f.write(text)
 
 
 def common_root(paths) -> str:
