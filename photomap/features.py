@@ -108,11 +108,6 @@ MAX_VECTOR_BYTES = 1 << 26  # 16M float32 values: far beyond any model's feature
 NPY_MAGIC = b"\x93NUMPY"
 
 
-def counted(n: int, reason: str) -> str:
-    """``"1 truncated vector"``, ``"2 truncated vectors"``."""
-    return "%d %s%s" % (n, reason, "" if n == 1 or not reason.endswith(("vector", "thumbnail")) else "s")
-
-
 def os_reason(exc: OSError) -> str:
     """A short reason for an ``OSError`` met while opening a file."""
     if exc.errno == errno.ELOOP:
@@ -173,6 +168,8 @@ def _parse_npy(data: bytes):
     """``(vector, None, "")`` from the bytes of any ``.npy`` holding one numeric vector, else
     ``(None, reason, detail)``. Never unpickles: an object array is refused from its header."""
     if not data.startswith(NPY_MAGIC):
+        if NPY_MAGIC.startswith(data):
+            return None, "truncated vector", "cut short in its header"
         return None, "damaged vector", "not a .npy file"
     if len(data) < 10:
         return None, "truncated vector", "cut short in its header"
@@ -191,7 +188,7 @@ def _parse_npy(data: bytes):
     except (ValueError, TypeError, SyntaxError, EOFError, OverflowError, RecursionError) as exc:
         return None, "damaged vector", "unreadable .npy header (%s)" % type(exc).__name__
     if dtype.hasobject:
-        return None, "unusable vector", "holds pickled Python objects (never loaded)"
+        return None, "unusable vector", "holds pickled Python objects, never loaded"
     if dtype.fields is not None or dtype.subdtype is not None or dtype.kind not in "fiu":
         return None, "unusable vector", "values of type %s, not real numbers" % dtype
     if sum(1 for s in shape if s != 1) > 1:

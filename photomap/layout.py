@@ -128,8 +128,16 @@ def join_summary(photos: Photos) -> str:
     line = "visualize: %d photo%s (%d file%s) on the map" % (
         len(photos), "" if len(photos) == 1 else "s", n_paths, "" if n_paths == 1 else "s")
     if photos.left_out:
-        line += "; left out: " + ", ".join(features_mod.counted(n, k) for k, n in sorted(photos.left_out.items()))
+        line += "; left out: " + ", ".join(_counted(n, k) for k, n in sorted(photos.left_out.items()))
     return line
+
+
+PLURALISED = set(features_mod.REASONS) | {"unreadable thumbnail"}
+
+
+def _counted(n: int, reason: str) -> str:
+    """``"1 truncated vector"``, ``"2 truncated vectors"`` (other reasons are read as they are)."""
+    return "%d %s%s" % (n, reason, "s" if n != 1 and reason in PLURALISED else "")
 
 
 def layout_key(photos: Photos, params: dict) -> str:
