@@ -247,29 +247,22 @@ def load_matrix(folder, names, pack=True) -> Loaded:
     folder = os.fspath(folder)
     scan_ns = time.time_ns()
     present = set(os.listdir(folder))
-    notes, problems, stats, fresh = [], {}, {}, {}
+    notes, problems, fresh = [], {}, {}
     pack_path = os.path.join(folder, featurepack.PACK_NAME)
     old, why = featurepack.read_pack(pack_path) if pack else (None, "")
     if why:
         notes.append("ignored the feature pack %s: %s; rebuilding it" % (pack_path, why))
     rows = old.rows_of(names) if old is not None else np.full(len(names), -1, np.int64)
     hint = _sidecar_dim(folder)
-    from_pack = []
-    for i, name in enumerate(names):
-        if name not in present:
-            problems[i] = ("missing vector", "")
-            continue
-        path = os.path.join(folder, name)
-        try:
-            st = stats[i] = os.stat(path)
-        except OSError as exc:
-            problems[i] = ("unreadable vector", os_reason(exc))
-            continue
-        r = rows[i]
-        if r >= 0 and old.size[r] == st.st_size and old.mtime_ns[r] == st.st_mtime_ns:
-            from_pack.append(i)
-            continue
-        vec, reason, detail = check_vector(path, st, hint or (old.dim if old is not None else None))
+    size, mtime, regular = _stat_all(folder, names, present, problems)
+    hit = regular & (rows >= 0)
+    if old is not None and len(old.names):
+        at = np.where(hit, rows, 0)
+        hit &= (old.size[at] == size) & (old.mtime_ns[at] == mtime)
+    from_pack = np.flatnonzero(hit).tolist()
+    for i in np.flatnonzero((size >= 0) & ~hit).tolist():
+        vec, reason, detail = check_vector(os.path.join(folder, names[i]), None,
+                                           hint or (old.dim if old is not None else None))
         if vec is None:
             problems[i] = (reason, detail)
         else:
@@ -288,11 +281,36 @@ def load_matrix(folder, names, pack=True) -> Loaded:
     kept = sorted(from_pack + list(fresh))
     matrix = _assemble(kept, dim, old, rows, from_pack, fresh)
     if pack:
-        note = _update_pack(pack_path, old, why, names, rows, present, from_pack, fresh, stats, dim,
-                            scan_ns)
+        note = _update_pack(pack_path, old, why, names, rows, present, from_pack, fresh, (size, mtime),
+                            dim, scan_ns)
         if note:
             notes.append(note)
     return Loaded(matrix, kept, problems, notes)
+
+
+def _stat_all(folder, names, present, problems):
+    """``(size, mtime_ns, regular)`` arrays for ``names`` (size -1 where there is no file: the
+    reason goes in ``problems``). Stats go through one open handle of the folder, so no path is
+    built or looked up again for each of a million names."""
+    n = len(names)
+    size, mtime, regular = [-1] * n, [0] * n, [False] * n
+    by_fd = os.stat in os.supports_dir_fd
+    fd = os.open(folder, os.O_RDONLY) if by_fd else None
+    try:
+        for i, name in enumerate(names):
+            if name not in present:
+                problems[i] = ("missing vector", "")
+                continue
+            try:
+                st = os.stat(name, dir_fd=fd) if by_fd else os.stat(os.path.join(folder, name))
+            except OSError as exc:
+                problems[i] = ("unreadable vector", os_reason(exc))
+                continue
+            size[i], mtime[i], regular[i] = st.st_size, st.st_mtime_ns, stat.S_ISREG(st.st_mode)
+    finally:
+        if fd is not None:
+            os.close(fd)
+    return np.array(size, np.int64), np.array(mtime, np.int64), np.array(regular, bool)
 
 
 def _sidecar_dim(folder):
@@ -332,7 +350,8 @@ def _update_pack(pack_path, old, why, names, rows, present, from_pack, fresh, st
     """Rewrite the pack when anything changed: it keeps the rows still valid (and those of files in
     the folder that were not asked for this time), drops rows of removed or changed files, adds
     the vectors read now. Returns a line to say when it could not be written, else ``None``."""
-    new = [i for i in sorted(fresh) if stats[i].st_mtime_ns < scan_ns - RACY_NS]
+    size, mtime = stats
+    new = [i for i in sorted(fresh) if mtime[i] < scan_ns - RACY_NS]
     if old is not None and not new and len(from_pack) == len(old.names):
         return None  # every row was used as it is: nothing to write
     keep_old = np.zeros(0, np.int64)
@@ -351,9 +370,9 @@ def _update_pack(pack_path, old, why, names, rows, present, from_pack, fresh, st
         parts.insert(0, (old.matrix, keep_old))
     all_names = [os.fsdecode(n) for n in old.names[keep_old]] + new_names if len(keep_old) else new_names
     size = np.concatenate([old.size[keep_old] if len(keep_old) else np.zeros(0, np.int64),
-                           np.array([stats[i].st_size for i in new], np.int64)])
+                           size[new]])
     mtime = np.concatenate([old.mtime_ns[keep_old] if len(keep_old) else np.zeros(0, np.int64),
-                            np.array([stats[i].st_mtime_ns for i in new], np.int64)])
+                            mtime[new]])
     try:
         featurepack.write_pack(pack_path, all_names, size, mtime, parts)
     except OSError as exc:
