@@ -45,7 +45,7 @@ class Pack:
         """Row of each of ``names`` (file names, str) in the pack, -1 where it has none."""
         if not len(names) or not len(self.names):
             return np.full(len(names), -1, np.int64)
-        wanted = np.array([os.fsencode(n) for n in names])  # as wide as the longest, never cut
+        wanted = encode_names(names)  # as wide as the longest, never cut
         pos = np.searchsorted(self.names, wanted).clip(0, len(self.names) - 1)
         return np.where(self.names[pos] == wanted, pos, -1)
 
@@ -119,11 +119,17 @@ def _member(zf, name, dtype, ndim):
     return out[()] if ndim == 0 else out
 
 
+def encode_names(names) -> np.ndarray:
+    """File names (str) as the pack stores them: a bytes array, as wide as the longest name."""
+    return np.array([os.fsencode(n) for n in names], dtype="S") if len(names) else np.zeros(0, "S1")
+
+
 def write_pack(path, names, size, mtime_ns, parts) -> None:
-    """Write a pack at ``path`` atomically. ``names`` (str), ``size`` and ``mtime_ns`` list the
-    entries; their vectors are, in the same order, ``matrix[rows]`` of each ``(matrix, rows)`` in
-    ``parts`` (gathered in chunks, so no second full matrix is built). Raises ``OSError``."""
-    enc = np.array([os.fsencode(n) for n in names], dtype="S") if len(names) else np.zeros(0, "S1")
+    """Write a pack at ``path`` atomically. ``names`` (bytes array, see :func:`encode_names`),
+    ``size`` and ``mtime_ns`` list the entries; their vectors are, in the same order, ``matrix[rows]``
+    of each ``(matrix, rows)`` in ``parts`` (gathered in chunks, so no second full matrix is built).
+    Raises ``OSError``."""
+    enc = np.asarray(names, dtype="S") if len(names) else np.zeros(0, "S1")
     order = np.argsort(enc, kind="stable")
     part_of = np.concatenate([np.full(len(r), k, np.int64) for k, (_, r) in enumerate(parts)] or
                              [np.zeros(0, np.int64)])[order]
@@ -144,7 +150,7 @@ def write_pack(path, names, size, mtime_ns, parts) -> None:
                 for k, (matrix, _) in enumerate(parts):
                     sel = part_of[start:stop] == k
                     chunk[sel] = matrix[row_of[start:stop][sel]]
-                m.write(chunk.astype("<f4", copy=False).tobytes())
+                m.write(memoryview(chunk.astype("<f4", copy=False)).cast("B"))
         seal = np.array([zf.getinfo(m + ".npy").CRC for m in MEMBERS], np.uint32)
         with zf.open("seal.npy", "w") as m:
             np.lib.format.write_array(m, seal, allow_pickle=False)

@@ -108,7 +108,7 @@ def thumb_problem(path):
         return "a folder, not a file" if stat.S_ISDIR(st.st_mode) else "not a regular file"
     if st.st_size == 0:
         return "empty file"
-    if not os.access(path, os.R_OK):
+    if not st.st_mode & stat.S_IROTH and not os.access(path, os.R_OK):  # readable by all: no call
         return "permission denied"
     return None
 

@@ -250,7 +250,7 @@ def corrupt_file(rng, path, kind):
         np.savez(path, matrix=np.ones((N_PHOTOS, DIM), np.float32))
     elif op == "another folder's pack":
         names = [features.feature_name(md5_of(i) + ".jpg") for i in range(N_PHOTOS)]
-        featurepack.write_pack(path, names, [4 * DIM + 128] * N_PHOTOS, [rng.randrange(1 << 60)] * N_PHOTOS,
+        featurepack.write_pack(path, featurepack.encode_names(names), [4 * DIM + 128] * N_PHOTOS, [rng.randrange(1 << 60)] * N_PHOTOS,
                                [(np.ones((N_PHOTOS, DIM), np.float32), np.arange(N_PHOTOS))])
     elif op in ("other dim", "dim as text", "a JSON list"):
         value = [1, 2] if op == "a JSON list" else {"model": "resnet18", "dim": str(DIM) if op == "dim as text"
