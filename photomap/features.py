@@ -278,11 +278,12 @@ def load_matrix(folder, names, pack=True) -> Loaded:
         from_pack = []
     for i in [i for i, v in fresh.items() if len(v) != dim]:
         problems[i] = ("wrong-length vector", "%d values, most vectors have %d" % (len(fresh.pop(i)), dim))
-    kept = sorted(from_pack + list(fresh))
+    kept, read = sorted(from_pack + list(fresh)), sorted(fresh)
     matrix = _assemble(kept, dim, old, rows, from_pack, fresh)
     if pack:
-        note = _update_pack(pack_path, old, why, names, rows, present, from_pack, fresh, (size, mtime),
-                            dim, scan_ns)
+        new = [i for i in read if mtime[i] < scan_ns - RACY_NS]
+        note = _update_pack(pack_path, old, why, names, rows, present, from_pack,
+                            (matrix, np.searchsorted(kept, new)), new, (size, mtime), dim)
         if note:
             notes.append(note)
     return Loaded(matrix, kept, problems, notes)
@@ -347,17 +348,17 @@ def _assemble(kept, dim, old, rows, from_pack, fresh):
     for a, b in zip([0] + cuts.tolist(), cuts.tolist() + [len(at)]):
         if b > a:
             matrix[at[a]:at[a] + b - a] = old.matrix[src[a]:src[a] + b - a]
-    if fresh:
-        matrix[np.searchsorted(kept, list(fresh))] = np.stack(list(fresh.values()))
+    for k, i in zip(np.searchsorted(kept, sorted(fresh)).tolist(), sorted(fresh)):
+        matrix[k] = fresh.pop(i)  # popped: each vector read is let go once it is in the matrix
     return matrix
 
 
-def _update_pack(pack_path, old, why, names, rows, present, from_pack, fresh, stats, dim, scan_ns):
+def _update_pack(pack_path, old, why, names, rows, present, from_pack, new_rows, new, stats, dim):
     """Rewrite the pack when anything changed: it keeps the rows still valid (and those of files in
     the folder that were not asked for this time), drops rows of removed or changed files, adds
-    the vectors read now. Returns a line to say when it could not be written, else ``None``."""
+    the vectors read now: ``names[i]`` for ``i`` in ``new``, whose vectors are ``matrix[at]`` for
+    ``(matrix, at)`` = ``new_rows``. Returns a line to say when it could not be written, else ``None``."""
     size, mtime = stats
-    new = [i for i in sorted(fresh) if mtime[i] < scan_ns - RACY_NS]
     if old is not None and not new and len(from_pack) == len(old.names):
         return None  # every row was used as it is: nothing to write
     keep_old = np.zeros(0, np.int64)
@@ -372,8 +373,7 @@ def _update_pack(pack_path, old, why, names, rows, present, from_pack, fresh, st
     dropped = (len(old.names) if old is not None else 0) - len(keep_old)
     if not new and not dropped and (old is not None or not why):
         return None
-    parts = [(np.stack([fresh[i] for i in new]) if new else np.zeros((0, dim), np.float32),
-              np.arange(len(new)))]
+    parts = [new_rows]
     new_names = featurepack.encode_names([names[i] for i in new])
     all_names, size, mtime = new_names, size[new], mtime[new]
     if len(keep_old):
