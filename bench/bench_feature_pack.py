@@ -111,8 +111,8 @@ def main():
     for what, ts in times.items():
         if ts:
             med = statistics.median(ts)
-            print("  %-11s %7.2f s  (%s)%s" % (what, med, ", ".join("%.2f" % t for t in ts),
-                                              "  %5.1fx faster than the reference" % (ref / med) if ref else ""))
+            ratio = "  %5.1fx faster than the reference" % (ref / med) if ref else ""
+            print("  %-11s %7.2f s  (%s)%s" % (what, med, ", ".join("%.2f" % t for t in ts), ratio))
     print("  first run (every file read and checked, pack written): %.2f s" % t_first)
     print("  peak memory of this process: %.2f GB" % (
         __import__("resource").getrusage(__import__("resource").RUSAGE_SELF).ru_maxrss / 1e6))

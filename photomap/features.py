@@ -277,7 +277,8 @@ def load_matrix(folder, names, pack=True) -> Loaded:
         fresh.update((i, old.matrix[rows[i]]) for i in from_pack)
         from_pack = []
     for i in [i for i, v in fresh.items() if len(v) != dim]:
-        problems[i] = ("wrong-length vector", "%d values, most vectors have %d" % (len(fresh.pop(i)), dim))
+        problems[i] = ("wrong-length vector", "%d values, most vectors have %d" % (len(fresh[i]), dim))
+        del fresh[i]
     kept, read = sorted(from_pack + list(fresh)), sorted(fresh)
     matrix = _assemble(kept, dim, old, rows, from_pack, fresh)
     if pack:

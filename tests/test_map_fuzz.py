@@ -150,7 +150,8 @@ def corrupt_vector(rng, path, vec, lengths):
         return op, ("left", "damaged vector")
     other = {"a JPEG": lambda: _jpeg(rng),
              "a zip": lambda: _npz(vec),
-             "pickled objects": lambda: _npy(np.array([{"v": vec.tolist()}], dtype=object), allow_pickle=True),
+             "pickled objects": lambda: _npy(np.array([{"v": vec.tolist()}], dtype=object),
+                                             allow_pickle=True),
              "strings": lambda: _npy(np.array(["x"] * DIM)),
              "complex": lambda: _npy(vec.astype(np.complex64)),
              "2-D": lambda: _npy(np.stack([vec, vec]))}
@@ -250,11 +251,12 @@ def corrupt_file(rng, path, kind):
         np.savez(path, matrix=np.ones((N_PHOTOS, DIM), np.float32))
     elif op == "another folder's pack":
         names = [features.feature_name(md5_of(i) + ".jpg") for i in range(N_PHOTOS)]
-        featurepack.write_pack(path, featurepack.encode_names(names), [4 * DIM + 128] * N_PHOTOS, [rng.randrange(1 << 60)] * N_PHOTOS,
+        featurepack.write_pack(path, featurepack.encode_names(names), [4 * DIM + 128] * N_PHOTOS,
+                               [rng.randrange(1 << 60)] * N_PHOTOS,
                                [(np.ones((N_PHOTOS, DIM), np.float32), np.arange(N_PHOTOS))])
     elif op in ("other dim", "dim as text", "a JSON list"):
-        value = [1, 2] if op == "a JSON list" else {"model": "resnet18", "dim": str(DIM) if op == "dim as text"
-                                                    else rng.choice([12, 512, 0, -1, True])}
+        dim = str(DIM) if op == "dim as text" else rng.choice([12, 512, 0, -1, True])
+        value = [1, 2] if op == "a JSON list" else {"model": "resnet18", "dim": dim}
         _write(path, json.dumps(value).encode())
     elif op in ("edited coordinate", "NaN coordinate") and exists:
         rows = list(csv.reader(io.StringIO(data.decode("utf-8"))))
@@ -300,7 +302,8 @@ def fuzz_round(rng, base_dir, base_vectors, work):
     vec_out = {m: ("kept", v) for m, v in base_vectors.items()}
     thumb_out = {m: "ok" for m in base_vectors}
     broken, lengths, fatal_meta = [], set(), False
-    files = {"pack": os.path.join(feats, featurepack.PACK_NAME), "sidecar": os.path.join(feats, features.SIDECAR),
+    files = {"pack": os.path.join(feats, featurepack.PACK_NAME),
+             "sidecar": os.path.join(feats, features.SIDECAR),
              "csv": os.path.join(work, "map.coords.csv"), "key": os.path.join(work, "map.coords.key"),
              "meta": os.path.join(work, "thumbs.meta")}
     for target in targets:
@@ -382,7 +385,8 @@ def check_outcome(rc, err, lines, work, feats, files, vec_out, thumb_out):
     for md5 in set(candidates) - set(kept):
         expected["wrong-length vector"] += 1
         assert said.get(md5) == "wrong-length vector", (md5, err)
-    listed = {n[:-len(".jpg.npy")] for n in os.listdir(feats) if n.endswith(".jpg.npy") and not n.startswith(".")}
+    listed = {n[:-len(".jpg.npy")] for n in os.listdir(feats)
+              if n.endswith(".jpg.npy") and not n.startswith(".")}
     expected["features without a .meta line"] = len(listed - set(groups))
     expected["# error lines"] = len(log.errors)
     expected["malformed .meta lines"] = log.malformed

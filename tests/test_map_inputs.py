@@ -86,8 +86,8 @@ BAD_VECTORS = {
     "a JPEG": (lambda p: open(p, "wb").write(b"\xff\xd8\xff\xe0" + b"\0" * 300), "damaged vector",
                "not a .npy file"),
     "trailing bytes": (lambda p: open(p, "ab").write(b"xx"), "damaged vector", "2 unexpected bytes"),
-    "bad header": (lambda p: open(p, "r+b").write(b"\x93NUMPY\x01\x00\x76\x00{'descr': 'zz"), "damaged vector",
-                   "unreadable .npy header"),
+    "bad header": (lambda p: open(p, "r+b").write(b"\x93NUMPY\x01\x00\x76\x00{'descr': 'zz"),
+                   "damaged vector", "unreadable .npy header"),
     "pickled objects": (lambda p: write_npy(p, np.array([{"a": 1}], dtype=object), allow_pickle=True),
                         "unusable vector", "pickled Python objects"),
     "complex": (lambda p: write_npy(p, np.ones(DIM, np.complex64)), "unusable vector", "not real numbers"),
@@ -109,10 +109,12 @@ def test_a_bad_vector_is_left_out_by_name_and_the_map_is_written(dataset, capsys
     assert "Traceback" not in err
     line = [x for x in err.splitlines() if x.startswith("visualize: left out ")]
     assert len(line) == 1
-    assert line[0].startswith("visualize: left out %s (/photos/c/img_002.jpg): %s (" % (vec_path(feats, 2), reason))
+    assert line[0].startswith("visualize: left out %s (/photos/c/img_002.jpg): %s (" % (
+        vec_path(feats, 2), reason))
     assert detail in line[0]
     assert summary_of(err) == "visualize: 7 photos (7 files) on the map; left out: 1 %s" % reason
-    assert [r[0] for r in read_csv(out.parent / "map.coords.csv")[1:]] == [md5_of(i) for i in range(8) if i != 2]
+    on_map = [r[0] for r in read_csv(out.parent / "map.coords.csv")[1:]]
+    assert on_map == [md5_of(i) for i in range(8) if i != 2]
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads a file whatever its permissions")
@@ -282,9 +284,9 @@ def _flipped(pack):
     with zipfile.ZipFile(pack) as zf:
         info = zf.getinfo("matrix.npy")
     data = bytearray(open(pack, "rb").read())
-    data[info.header_offset + 30 + int.from_bytes(data[info.header_offset + 26:info.header_offset + 28], "little")
-         + int.from_bytes(data[info.header_offset + 28:info.header_offset + 30], "little")
-         + info.compress_size - 1] ^= 0xFF
+    at = info.header_offset
+    name_len, extra_len = (int.from_bytes(data[at + k:at + k + 2], "little") for k in (26, 28))
+    data[at + 30 + name_len + extra_len + info.compress_size - 1] ^= 0xFF
     open(pack, "wb").write(bytes(data))
 
 
@@ -319,7 +321,8 @@ def test_a_pack_that_cannot_be_written_is_said_and_the_map_still_made(dataset, c
     os.mkdir(os.path.join(feats, featurepack.PACK_NAME))
     rc, err = run_main(main_args(meta_path, thumbs, feats, out), capsys)
     assert rc == 0 and "8 photos (8 files) on the map" in err
-    assert "ignored the feature pack %s: it is not a regular file" % os.path.join(feats, featurepack.PACK_NAME) in err
+    pack = os.path.join(feats, featurepack.PACK_NAME)
+    assert "ignored the feature pack %s: it is not a regular file" % pack in err
     assert "could not write the feature pack" in err and "every vector is read again next time" in err
 
 
@@ -348,7 +351,8 @@ BAD_COORDS = {
     "csv cut short": ("csv", lambda p: open(p, "r+b").truncate(60), "it was changed after it was written"),
     "csv not UTF-8": ("csv", lambda p: open(p, "wb").write(b"\xff\xfe\x00garbage"), "it is not UTF-8 text"),
     "csv a folder": ("csv", _folder, "cannot read it (a folder, not a file)"),
-    "key garbage": ("key", lambda p: open(p, "wb").write(b"\x00\x01{not json"), "is not one this program wrote"),
+    "key garbage": ("key", lambda p: open(p, "wb").write(b"\x00\x01{not json"),
+                    "is not one this program wrote"),
     "key a JSON list": ("key", lambda p: open(p, "w").write("[1, 2]"), "is not one this program wrote"),
     "key a folder": ("key", _folder, "cannot read its key file (a folder, not a file)"),
     "key removed": ("key", os.remove, "its key file"),
