@@ -18,16 +18,13 @@ the per-file runs (at 1M each takes many minutes): then only the pack's own figu
 import argparse
 import os
 import statistics
-import sys
 import time
 
 import numpy as np
 
+from photomap import featurepack, features
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-
-from photomap import featurepack, features  # noqa: E402
-
 OUT = os.path.join(ROOT, "bench", "out")
 DIM = 512
 

@@ -8,20 +8,16 @@ Each round copies a small format-true pipeline output, breaks 1-5 of its files a
 thumbnails, the .meta log, features.json, the feature pack, the coordinates cache and its key),
 runs visualize.py in this process and checks: exit 0 or one ``error:`` line, never a traceback;
 every photo with intact inputs on the map at the coordinates its vector gives; the summary line's
-counts equal what was broken (tests/test_map_fuzz.py holds the corruptor and the checks). A failure
+counts equal what was broken (photomap_tools/corruptor.py holds the corruptor and the checks). A failure
 prints its seed and round, so it can be replayed.
 """
 import argparse
-import os
 import random
 import sys
 import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path[:0] = [ROOT, os.path.join(ROOT, "tests")]
-
-import test_map_fuzz  # noqa: E402
+from photomap_tools.corruptor import run_fuzz
 
 
 def main(argv=None) -> int:
@@ -34,7 +30,7 @@ def main(argv=None) -> int:
     t0 = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="fuzz_map-") as tmp:
         try:
-            tried = test_map_fuzz.run_fuzz(args.rounds, seed, tmp)
+            tried = run_fuzz(args.rounds, seed, tmp)
         except AssertionError as exc:
             print("fuzz_map: FAILED: %s" % exc, file=sys.stderr)
             return 1

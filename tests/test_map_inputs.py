@@ -1,6 +1,7 @@
 """Stage 3's bad inputs and caches: every kind of bad vector or thumbnail is left out with its reason
 and the map is still written; the packed feature cache is used, updated and never trusted blindly;
 the coordinates cache likewise."""
+import csv
 import json
 import os
 import time
@@ -10,7 +11,9 @@ import numpy as np
 import pytest
 
 from photomap import featurepack, features, layout
-from test_visualize import main_args, md5_of, read_csv, run_main, write_dataset
+from photomap.commands import visualize
+from photomap_tools.synthetic import fake_md5 as md5_of
+from photomap_tools.synthetic import write_map_inputs
 
 DIM = 24
 
@@ -27,6 +30,15 @@ def vec_path(feats, i):
     return features.feature_path_for_md5(feats, md5_of(i))
 
 
+def main_args(meta_path, thumbs, feats, out, *extra):
+    return ["--meta", meta_path, "--thumbs", thumbs, "--features", feats, "-o", out, *extra]
+
+
+def read_csv(path):
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.reader(f))
+
+
 def write_npy(path, array, **kw):
     with open(path, "wb") as f:
         np.save(f, array, **kw)
@@ -38,9 +50,19 @@ def summary_of(err):
 
 @pytest.fixture
 def dataset(tmp_path):
-    meta_path, thumbs, feats, paths = write_dataset(tmp_path, 8, dim=DIM)
+    meta_path, thumbs, feats, paths = write_map_inputs(tmp_path, 8, dim=DIM)
     age(feats)
     return meta_path, thumbs, feats, tmp_path / "map.html"
+
+
+@pytest.fixture
+def stage3(run_main):
+    """``stage3(args)``: visualize.py's main in this process; returns (exit status, stderr text)."""
+    def run(args):
+        status, out, err = run_main(visualize.main, *args)
+        assert out == "", "stdout carries no logs"
+        return status, "\n".join(err)
+    return run
 
 
 # --- each kind of bad vector -----------------------------------------------------------------------
@@ -100,11 +122,11 @@ BAD_VECTORS = {
 
 
 @pytest.mark.parametrize("kind", sorted(BAD_VECTORS))
-def test_a_bad_vector_is_left_out_by_name_and_the_map_is_written(dataset, capsys, kind):
+def test_a_bad_vector_is_left_out_by_name_and_the_map_is_written(dataset, stage3, kind):
     meta_path, thumbs, feats, out = dataset
     corrupt, reason, detail = BAD_VECTORS[kind]
     corrupt(vec_path(feats, 2))
-    rc, err = run_main(main_args(meta_path, thumbs, feats, out), capsys)
+    rc, err = stage3(main_args(meta_path, thumbs, feats, out))
     assert rc == 0, err
     assert "Traceback" not in err
     line = [x for x in err.splitlines() if x.startswith("visualize: left out ")]
@@ -118,10 +140,10 @@ def test_a_bad_vector_is_left_out_by_name_and_the_map_is_written(dataset, capsys
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads a file whatever its permissions")
-def test_an_unreadable_vector_is_left_out(dataset, capsys):
+def test_an_unreadable_vector_is_left_out(dataset, stage3):
     meta_path, thumbs, feats, out = dataset
     os.chmod(vec_path(feats, 1), 0)
-    rc, err = run_main(main_args(meta_path, thumbs, feats, out), capsys)
+    rc, err = stage3(main_args(meta_path, thumbs, feats, out))
     assert rc == 0 and "unreadable vector (permission denied)" in err
     assert summary_of(err).endswith("left out: 1 unreadable vector")
 
@@ -136,7 +158,7 @@ CONVERTED = {
 
 
 @pytest.mark.parametrize("kind", sorted(CONVERTED))
-def test_vectors_of_other_number_types_are_converted_not_lost(dataset, capsys, kind):
+def test_vectors_of_other_number_types_are_converted_not_lost(dataset, kind):
     meta_path, thumbs, feats, out = dataset
     vec = features.load_vector(vec_path(feats, 5))
     stored = CONVERTED[kind](vec)
@@ -146,33 +168,33 @@ def test_vectors_of_other_number_types_are_converted_not_lost(dataset, capsys, k
     np.testing.assert_array_equal(photos.features[5], stored.reshape(-1).astype(np.float32))
 
 
-def test_without_a_sidecar_the_length_of_most_vectors_wins(dataset, capsys):
+def test_without_a_sidecar_the_length_of_most_vectors_wins(dataset, stage3):
     meta_path, thumbs, feats, out = dataset
     os.remove(os.path.join(feats, features.SIDECAR))
     for i in (0, 1):
         features.save_vector(vec_path(feats, i), np.ones(10))
-    rc, err = run_main(main_args(meta_path, thumbs, feats, out), capsys)
+    rc, err = stage3(main_args(meta_path, thumbs, feats, out))
     assert rc == 0
     assert summary_of(err).endswith("left out: 2 wrong-length vectors")
     assert "10 values, most vectors have 24" in err
 
 
-def test_a_sidecar_that_disagrees_with_the_vectors_is_said_and_overruled(dataset, capsys):
+def test_a_sidecar_that_disagrees_with_the_vectors_is_said_and_overruled(dataset, stage3):
     meta_path, thumbs, feats, out = dataset
     features.write_sidecar(feats, {"model": "resnet18", "dim": 512})
-    rc, err = run_main(main_args(meta_path, thumbs, feats, out), capsys)
+    rc, err = stage3(main_args(meta_path, thumbs, feats, out))
     assert rc == 0
     assert "features.json says 512 values per vector, but most vectors have 24: using 24" in err
     assert summary_of(err) == "visualize: 8 photos (8 files) on the map"
 
 
-def test_bad_thumbnails_are_left_out_by_name(dataset, capsys):
+def test_bad_thumbnails_are_left_out_by_name(dataset, stage3):
     meta_path, thumbs, feats, out = dataset
     open(os.path.join(thumbs, md5_of(0) + ".jpg"), "wb").close()
     _folder(os.path.join(thumbs, md5_of(1) + ".jpg"))
     _loop(os.path.join(thumbs, md5_of(2) + ".jpg"))
     os.remove(os.path.join(thumbs, md5_of(3) + ".jpg"))
-    rc, err = run_main(main_args(meta_path, thumbs, feats, out), capsys)
+    rc, err = stage3(main_args(meta_path, thumbs, feats, out))
     assert rc == 0
     assert "%s.jpg (/photos/a/img_000.jpg): unreadable thumbnail (empty file)" % md5_of(0) in err
     assert "unreadable thumbnail (a folder, not a file)" in err
@@ -181,20 +203,20 @@ def test_bad_thumbnails_are_left_out_by_name(dataset, capsys):
                                "1 .meta md5s without thumbnail, 3 unreadable thumbnails")
 
 
-def test_every_vector_bad_is_one_error_line(dataset, capsys):
+def test_every_vector_bad_is_one_error_line(dataset, stage3):
     meta_path, thumbs, feats, out = dataset
     for i in range(8):
         features.save_vector(vec_path(feats, i), np.zeros(DIM))
-    rc, err = run_main(main_args(meta_path, thumbs, feats, out), capsys)
+    rc, err = stage3(main_args(meta_path, thumbs, feats, out))
     assert rc == 2
     assert [x for x in err.splitlines() if x.startswith("error:")] == [
         "error: no photo has a .meta line, a thumbnail and a feature vector: nothing to map"]
 
 
-def test_an_output_path_that_is_a_folder_is_one_error_line(dataset, capsys):
+def test_an_output_path_that_is_a_folder_is_one_error_line(dataset, stage3):
     meta_path, thumbs, feats, out = dataset
     out.mkdir()
-    rc, err = run_main(main_args(meta_path, thumbs, feats, out), capsys)
+    rc, err = stage3(main_args(meta_path, thumbs, feats, out))
     assert rc == 2 and err.startswith("error: -o %s is a folder" % out) and len(err.splitlines()) == 1
 
 
@@ -301,13 +323,13 @@ BAD_PACKS = {
 
 
 @pytest.mark.parametrize("kind", sorted(BAD_PACKS))
-def test_a_bad_pack_is_ignored_in_one_line_and_rebuilt(dataset, capsys, kind):
+def test_a_bad_pack_is_ignored_in_one_line_and_rebuilt(dataset, stage3, kind):
     meta_path, thumbs, feats, out = dataset
     good = features.load_matrix(feats, names_of(8)).matrix.copy()
     pack = os.path.join(feats, featurepack.PACK_NAME)
     corrupt, why = BAD_PACKS[kind]
     corrupt(pack)
-    rc, err = run_main(main_args(meta_path, thumbs, feats, out), capsys)
+    rc, err = stage3(main_args(meta_path, thumbs, feats, out))
     assert rc == 0
     said = [x for x in err.splitlines() if "feature pack" in x]
     assert len(said) == 1 and said[0].startswith("visualize: ignored the feature pack %s: %s" % (pack, why))
@@ -316,10 +338,10 @@ def test_a_bad_pack_is_ignored_in_one_line_and_rebuilt(dataset, capsys, kind):
     np.testing.assert_array_equal(layout.join(meta_path, thumbs, feats, log=None).features, good)
 
 
-def test_a_pack_that_cannot_be_written_is_said_and_the_map_still_made(dataset, capsys):
+def test_a_pack_that_cannot_be_written_is_said_and_the_map_still_made(dataset, stage3):
     meta_path, thumbs, feats, out = dataset
     os.mkdir(os.path.join(feats, featurepack.PACK_NAME))
-    rc, err = run_main(main_args(meta_path, thumbs, feats, out), capsys)
+    rc, err = stage3(main_args(meta_path, thumbs, feats, out))
     assert rc == 0 and "8 photos (8 files) on the map" in err
     pack = os.path.join(feats, featurepack.PACK_NAME)
     assert "ignored the feature pack %s: it is not a regular file" % pack in err
@@ -360,10 +382,11 @@ BAD_COORDS = {
 
 
 @pytest.mark.parametrize("kind", sorted(BAD_COORDS))
-def test_a_bad_coordinates_cache_is_ignored_in_one_line_and_recomputed(dataset, capsys, monkeypatch, kind):
+def test_a_bad_coordinates_cache_is_ignored_in_one_line_and_recomputed(dataset, stage3, monkeypatch,
+                                                                       kind):
     meta_path, thumbs, feats, out = dataset
     args = main_args(meta_path, thumbs, feats, out, "--seed", "1")
-    assert run_main(args, capsys)[0] == 0
+    assert stage3(args)[0] == 0
     csv_path, key_path = layout.coords_paths(out)
     good = read_csv(csv_path)
     which, corrupt, why = BAD_COORDS[kind]
@@ -371,7 +394,7 @@ def test_a_bad_coordinates_cache_is_ignored_in_one_line_and_recomputed(dataset, 
     calls = []
     real = layout.embed
     monkeypatch.setattr(layout, "embed", lambda *a, **k: calls.append(1) or real(*a, **k))
-    rc, err = run_main(args, capsys)
+    rc, err = stage3(args)
     assert rc == 0 and len(calls) == 1, err
     said = [x for x in err.splitlines() if "coordinates cache" in x]
     assert said[0].startswith("visualize: ignored the coordinates cache %s: " % csv_path) and why in said[0]
@@ -380,24 +403,24 @@ def test_a_bad_coordinates_cache_is_ignored_in_one_line_and_recomputed(dataset, 
         assert len(said) == 2 and said[1].startswith("visualize: could not write the coordinates cache")
     else:
         assert len(said) == 1 and read_csv(csv_path) == good
-        rc, err = run_main(args, capsys)
+        rc, err = stage3(args)
         assert len(calls) == 1 and "reused the map coordinates" in err
 
 
-def test_a_non_finite_coordinate_with_a_matching_old_key_is_not_trusted(dataset, capsys):
+def test_a_non_finite_coordinate_with_a_matching_old_key_is_not_trusted(dataset, stage3):
     meta_path, thumbs, feats, out = dataset
     args = main_args(meta_path, thumbs, feats, out)
-    assert run_main(args, capsys)[0] == 0
+    assert stage3(args)[0] == 0
     csv_path, key_path = layout.coords_paths(out)
     key = json.load(open(key_path))
     del key["csv_sha256"]  # a key written before the CSV was sealed: still readable
     json.dump(key, open(key_path, "w"))
-    rc, err = run_main(args, capsys)
+    rc, err = stage3(args)
     assert "reused the map coordinates" in err and "csv_sha256" in json.load(open(key_path))
     json.dump(key, open(key_path, "w"))  # unsealed again, and now the CSV is edited
     text = open(csv_path).read().splitlines()
     text[2] = ",".join([text[2].split(",")[0], "nan"] + text[2].split(",")[2:])
     open(csv_path, "w").write("\n".join(text) + "\n")
-    rc, err = run_main(args, capsys)
+    rc, err = stage3(args)
     assert rc == 0 and "ignored the coordinates cache %s: a coordinate is not finite" % csv_path in err
     assert all(np.isfinite(float(r[1])) for r in read_csv(csv_path)[1:])
