@@ -7,8 +7,8 @@
 Writes N float32 512-d vectors as stage 2 does (bench/out/pack<N>/, kept between runs, dated an
 hour back), then alternates in one process, ``-r`` rounds:
   reference   a plain loop of np.load over every file, stacked (what stage 3 did before the pack);
-  checked     features.load_matrix without the pack: every file opened and checked;
-  re-run      features.load_matrix with an up-to-date pack: every file stat'ed, none opened;
+  checked     featureload.load_matrix without the pack: every file opened and checked;
+  re-run      featureload.load_matrix with an up-to-date pack: every file stat'ed, none opened;
   1% changed  the same after 1% of the files were rewritten (re-read, pack rewritten).
 The first load_matrix with the pack (which writes it) is timed once. Files stay in the page cache
 (warm): a cold disk or a network folder costs the per-file reads far more than the one pack read.
@@ -22,7 +22,7 @@ import time
 
 import numpy as np
 
-from photomap import featurepack, features
+from photomap import featureload, featurepack, features
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUT = os.path.join(ROOT, "bench", "out")
@@ -78,7 +78,7 @@ def main():
         os.remove(pack)
     if not args.no_reference:
         reference(folder, names)  # warm the page cache for everybody
-    t_first, got = timed(lambda: features.load_matrix(folder, names))
+    t_first, got = timed(lambda: featureload.load_matrix(folder, names))
     assert got.kept == list(range(args.n)) and os.path.isfile(pack)
     rng = np.random.default_rng(1)
     times = {"reference": [], "checked": [], "re-run": [], "1% changed": []}
@@ -86,11 +86,11 @@ def main():
         if not args.no_reference:
             t, ref = timed(lambda: reference(folder, names))
             times["reference"].append(t)
-            t, got = timed(lambda: features.load_matrix(folder, names, pack=False))
+            t, got = timed(lambda: featureload.load_matrix(folder, names, pack=False))
             times["checked"].append(t)
             assert np.array_equal(got.matrix, ref)
             del ref
-        t, got = timed(lambda: features.load_matrix(folder, names))
+        t, got = timed(lambda: featureload.load_matrix(folder, names))
         times["re-run"].append(t)
         assert len(got.kept) == args.n
         del got
@@ -98,7 +98,7 @@ def main():
         for i in changed:
             features.save_vector(os.path.join(folder, names[i]), rng.random(DIM, dtype=np.float32))
         age(folder, [names[i] for i in changed], seconds=1800 - r)
-        t, got = timed(lambda: features.load_matrix(folder, names))
+        t, got = timed(lambda: featureload.load_matrix(folder, names))
         times["1% changed"].append(t)
         assert len(got.kept) == args.n
     size = os.path.getsize(pack)

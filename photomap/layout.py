@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import featureload
 from . import features as features_mod
 from .fsutil import atomic_write
 from .meta import read_meta, thumb_name
@@ -52,7 +53,7 @@ def join(meta_path, thumbs_dir, features_dir, log="stderr") -> Photos:
     """Join the three inputs into :class:`Photos` and print one summary line on ``log``.
 
     A photo is kept when its md5 has a .meta line, a readable thumbnail ``<thumbs>/<md5>.jpg`` and
-    a usable vector (:func:`features.load_matrix` checks each one); everything else is counted and
+    a usable vector (:func:`featureload.load_matrix` checks each one); everything else is counted and
     left out, never raised, and each bad file is named in one line. A missing .meta file or an
     unlistable feature folder raises ``OSError`` (a fatal problem for the caller)."""
     meta = read_meta(meta_path)
@@ -73,7 +74,7 @@ def join(meta_path, thumbs_dir, features_dir, log="stderr") -> Photos:
             _say(log, "visualize: left out %s (%s): unreadable thumbnail (%s)" % (
                 printable(path), printable(groups[md5][0]), problem))
     names = [features_mod.feature_name(thumb_name(m)) for m in with_thumb]
-    got = features_mod.load_matrix(features_dir, names)
+    got = featureload.load_matrix(features_dir, names)
     for line in got.notes:
         _say(log, "visualize: " + printable(line))
     for i, (reason, detail) in sorted(got.problems.items()):

@@ -10,7 +10,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from photomap import featurepack, features, layout
+from photomap import featureload, featurepack, features, layout
 from photomap.commands import visualize
 from photomap_tools.synthetic import fake_md5 as md5_of
 from photomap_tools.synthetic import write_map_inputs
@@ -223,15 +223,15 @@ def test_an_output_path_that_is_a_folder_is_one_error_line(dataset, stage3):
 # --- the packed feature cache ----------------------------------------------------------------------
 
 def count_reads(monkeypatch):
-    """Count the vector files opened by :func:`features.check_vector` from now on."""
+    """Count the vector files opened by :func:`featureload.check_vector` from now on."""
     opened = []
-    real = features.check_vector
+    real = featureload.check_vector
 
     def spy(path, *a, **k):
         opened.append(os.path.basename(path))
         return real(path, *a, **k)
 
-    monkeypatch.setattr(features, "check_vector", spy)
+    monkeypatch.setattr(featureload, "check_vector", spy)
     return opened
 
 
@@ -241,13 +241,13 @@ def names_of(n):
 
 def test_a_rerun_takes_unchanged_vectors_from_the_pack_and_rereads_only_changed_ones(dataset, monkeypatch):
     _, _, feats, _ = dataset
-    first = features.load_matrix(feats, names_of(8))
+    first = featureload.load_matrix(feats, names_of(8))
     pack = os.path.join(feats, featurepack.PACK_NAME)
     assert os.path.isfile(pack) and first.kept == list(range(8)) and not first.notes
     written = os.stat(pack).st_mtime_ns
     opened = count_reads(monkeypatch)
 
-    again = features.load_matrix(feats, names_of(8))
+    again = featureload.load_matrix(feats, names_of(8))
     assert opened == [] and os.stat(pack).st_mtime_ns == written  # nothing opened, nothing rewritten
     np.testing.assert_array_equal(again.matrix, first.matrix)
 
@@ -255,7 +255,7 @@ def test_a_rerun_takes_unchanged_vectors_from_the_pack_and_rereads_only_changed_
     os.remove(vec_path(feats, 5))  # removed
     features.save_vector(vec_path(feats, 9), np.full(DIM, 2.0))  # new
     age(feats, 1800, [names_of(10)[3], names_of(10)[9]])
-    got = features.load_matrix(feats, names_of(10))
+    got = featureload.load_matrix(feats, names_of(10))
     assert sorted(opened) == sorted(names_of(10)[i] for i in (3, 9))
     assert got.kept == [0, 1, 2, 3, 4, 6, 7, 9] and got.problems == {5: ("missing vector", ""),
                                                                       8: ("missing vector", "")}
@@ -265,30 +265,30 @@ def test_a_rerun_takes_unchanged_vectors_from_the_pack_and_rereads_only_changed_
     assert why == "" and [os.fsdecode(n) for n in packed.names] == [names_of(10)[i] for i in got.kept]
 
     del opened[:]
-    assert features.load_matrix(feats, names_of(10)).kept == got.kept and opened == []
+    assert featureload.load_matrix(feats, names_of(10)).kept == got.kept and opened == []
 
 
 def test_a_file_changed_seconds_ago_is_read_again_until_it_is_older(dataset, monkeypatch):
     _, _, feats, _ = dataset
-    features.load_matrix(feats, names_of(8))
+    featureload.load_matrix(feats, names_of(8))
     features.save_vector(vec_path(feats, 1), np.arange(DIM))  # just now: mtime within the racy window
     opened = count_reads(monkeypatch)
-    features.load_matrix(feats, names_of(8))
-    features.load_matrix(feats, names_of(8))
+    featureload.load_matrix(feats, names_of(8))
+    featureload.load_matrix(feats, names_of(8))
     assert opened == [names_of(8)[1]] * 2
     age(feats, 1800, [names_of(8)[1]])
-    features.load_matrix(feats, names_of(8))
+    featureload.load_matrix(feats, names_of(8))
     del opened[:]
-    np.testing.assert_array_equal(features.load_matrix(feats, names_of(8)).matrix[1], np.arange(DIM))
+    np.testing.assert_array_equal(featureload.load_matrix(feats, names_of(8)).matrix[1], np.arange(DIM))
     assert opened == []
 
 
 def test_names_not_asked_for_stay_in_the_pack_for_the_next_page(dataset, monkeypatch):
     _, _, feats, _ = dataset
-    features.load_matrix(feats, names_of(8))
-    features.load_matrix(feats, names_of(3))  # a page of three photos from the same folder
+    featureload.load_matrix(feats, names_of(8))
+    featureload.load_matrix(feats, names_of(3))  # a page of three photos from the same folder
     opened = count_reads(monkeypatch)
-    assert features.load_matrix(feats, names_of(8)).kept == list(range(8)) and opened == []
+    assert featureload.load_matrix(feats, names_of(8)).kept == list(range(8)) and opened == []
 
 
 def _edited(pack):
@@ -325,7 +325,7 @@ BAD_PACKS = {
 @pytest.mark.parametrize("kind", sorted(BAD_PACKS))
 def test_a_bad_pack_is_ignored_in_one_line_and_rebuilt(dataset, stage3, kind):
     meta_path, thumbs, feats, out = dataset
-    good = features.load_matrix(feats, names_of(8)).matrix.copy()
+    good = featureload.load_matrix(feats, names_of(8)).matrix.copy()
     pack = os.path.join(feats, featurepack.PACK_NAME)
     corrupt, why = BAD_PACKS[kind]
     corrupt(pack)
@@ -350,7 +350,7 @@ def test_a_pack_that_cannot_be_written_is_said_and_the_map_still_made(dataset, s
 
 def test_the_pack_is_plain_arrays_without_pickles(dataset):
     _, _, feats, _ = dataset
-    features.load_matrix(feats, names_of(8))
+    featureload.load_matrix(feats, names_of(8))
     with zipfile.ZipFile(os.path.join(feats, featurepack.PACK_NAME)) as zf:
         assert sorted(zf.namelist()) == sorted(m + ".npy" for m in featurepack.MEMBERS + ("seal",))
     with np.load(os.path.join(feats, featurepack.PACK_NAME), allow_pickle=False) as z:
