@@ -14,8 +14,9 @@ import pytest
 
 from conftest import RESNET18_CHECKPOINT, ROOT, make_photo, wait_until
 
-from photomap import embed, features
+from photomap import decode, embed, features, network
 from photomap.commands import embeddings
+from photomap.model import feature_head, load_model
 from photomap_tools import synthetic
 
 SCRIPT = os.path.join(ROOT, "embeddings.py")
@@ -75,7 +76,7 @@ def test_hub_cache_vectors_size_dtype_identity_and_differences(tmp_path, torch_h
     status, err = stage2("-o", out, *CPU, *photos, twin)
     assert status == 0, err
     assert err[0] == "embeddings: device cpu (%d threads), precision %s" % (
-        torch.get_num_threads(), "bf16 (oneDNN layout)" if embed.cpu_has_native_bf16() else "fp32")
+        torch.get_num_threads(), "bf16 (oneDNN layout)" if network.cpu_has_native_bf16() else "fp32")
     assert err[-1].startswith("embeddings: 4 embedded, 0 skipped existing, 0 failed in ")
     assert npy_files(out) == sorted(["features.json", "twin.jpg.npy"] +
                                     [os.path.basename(p) + ".npy" for p in photos])
@@ -120,10 +121,10 @@ def test_one_step_resize_and_crop_gives_the_weights_transforms_values(tmp_path, 
     from torchvision.transforms._presets import ImageClassification
 
     transforms = ResNet18_Weights.DEFAULT.transforms()
-    pre = embed.Preprocess(transforms)
+    pre = decode.Preprocess(transforms)
     photo = Image.fromarray(data.astronaut())
-    model, _, _ = embed.load_model("resnet18", random_weights)
-    model = embed.feature_head(model)[0].eval()
+    model, _, _ = load_model("resnet18", random_weights)
+    model = feature_head(model)[0].eval()
     # (width, height): stage 1 thumbnails, a big photo, a tiny one, already 256 on the short side
     # (crop only), and a crop larger than the resized image (padding): the last two take the
     # two-step path.
@@ -131,7 +132,7 @@ def test_one_step_resize_and_crop_gives_the_weights_transforms_values(tmp_path, 
              ((3000, 2000), transforms, True), ((30, 20), transforms, True),
              ((256, 300), transforms, False), ((224, 161), ImageClassification(crop_size=300), False)]
     for size, t, one_step in cases:
-        p = embed.Preprocess(t)
+        p = decode.Preprocess(t)
         img = photo.resize(size, Image.LANCZOS)
         assert (p.crop_box(*size) is not None) == one_step, size
         want = t(img)
@@ -154,16 +155,16 @@ def test_network_uses_onednn_layout_where_it_can_and_falls_back_quietly(tmp_path
     import torchvision
     from PIL import Image
 
-    if not (embed.cpu_has_native_bf16() and torch.backends.mkldnn.is_available()):
+    if not (network.cpu_has_native_bf16() and torch.backends.mkldnn.is_available()):
         pytest.skip("this CPU has no native bf16, so the oneDNN bf16 path is not taken here")
-    model, _, transforms = embed.load_model("resnet18", random_weights)
-    model, dim = embed.feature_head(model)
-    pre = embed.Preprocess(transforms)
+    model, _, transforms = load_model("resnet18", random_weights)
+    model, dim = feature_head(model)
+    pre = decode.Preprocess(transforms)
     batch = torch.stack([pre.on_cpu(Image.open(p).convert("RGB"))
                          for p in photo_crops(tmp_path, 6)])
     cpu = torch.device("cpu")
-    plain = embed.Network(copy.deepcopy(model), cpu, "fp32", pre)
-    fast = embed.Network(model, cpu, "bf16", pre)
+    plain = network.Network(copy.deepcopy(model), cpu, "fp32", pre)
+    fast = network.Network(model, cpu, "bf16", pre)
     assert (plain.describe(), fast.describe()) == ("fp32", "bf16 (oneDNN layout)")
     assert fast.folded == 20
     with torch.inference_mode():
@@ -173,8 +174,8 @@ def test_network_uses_onednn_layout_where_it_can_and_falls_back_quietly(tmp_path
 
     # Hardswish has no kernel on oneDNN's layout: the probe fails, autocast runs it, and the
     # failure (which torch.fx prints on its way out) stays out of the user's terminal.
-    other, other_dim = embed.feature_head(torchvision.models.mobilenet_v3_small())
-    other = embed.Network(other, cpu, "bf16", pre)
+    other, other_dim = feature_head(torchvision.models.mobilenet_v3_small())
+    other = network.Network(other, cpu, "bf16", pre)
     assert other.describe() == "bf16 autocast"
     with torch.inference_mode():
         assert other(batch).shape == (6, other_dim)
@@ -199,10 +200,10 @@ def test_onednn_copy_that_computes_otherwise_is_not_used(random_weights, monkeyp
             return y.flip(1).to_mkldnn()
 
     monkeypatch.setattr(torch.utils.mkldnn, "to_mkldnn", lambda m, dtype: Skewed(real(m, dtype)))
-    model, _, transforms = embed.load_model("resnet18", random_weights)
-    model, dim = embed.feature_head(model)
-    assert embed.onednn_model(model.eval(), torch.bfloat16, (224, 224)) is None
-    net = embed.Network(model, torch.device("cpu"), "bf16", embed.Preprocess(transforms))
+    model, _, transforms = load_model("resnet18", random_weights)
+    model, dim = feature_head(model)
+    assert network.onednn_model(model.eval(), torch.bfloat16, (224, 224)) is None
+    net = network.Network(model, torch.device("cpu"), "bf16", decode.Preprocess(transforms))
     assert net.describe() == "bf16 autocast"
 
 
@@ -219,6 +220,42 @@ def test_existing_vectors_are_skipped_unopened_and_overwrite_redoes(tmp_path, ra
     status, err = stage2("-o", out, *w, "--overwrite", photos[1])
     assert err[-1].startswith("embeddings: 1 embedded, 0 skipped existing")
     assert npy_files(out) == ["features.json", "photo00.jpg.npy", "photo01.jpg.npy"]
+
+
+def test_a_chunk_embedded_in_one_call_matches_the_run(tmp_path, random_weights, stage2):
+    import torch
+
+    photos = photo_crops(tmp_path / "in", 3)
+    bad = tmp_path / "in" / "notes.jpg"
+    bad.write_text("not an image\n")
+    ran = tmp_path / "ran"
+    assert stage2("-o", ran, *CPU, "--weights", random_weights, *photos)[0] == 0
+    model, _, transforms = load_model("resnet18", random_weights)
+    net = network.Network(feature_head(model)[0], torch.device("cpu"), "fp32", decode.Preprocess(transforms))
+    chunk = tmp_path / "chunk"
+    chunk.mkdir()
+    assert embed.embed_chunk(photos[:2] + [str(bad)] + photos[2:], chunk, net) == [
+        (str(bad), "not an image (cannot identify image file)")]
+    assert npy_files(chunk) == [os.path.basename(p) + ".npy" for p in photos]
+    for p in photos:
+        assert np.allclose(vec(chunk, p), vec(ran, p), rtol=1e-4, atol=1e-4)
+
+
+def test_vector_writer_counts_what_is_on_disk_and_raises_a_failed_write(tmp_path):
+    import torch
+
+    writer = embed.VectorWriter(torch.device("cpu"))
+    paths = [str(tmp_path / ("%d.jpg.npy" % i)) for i in range(10)]
+    vectors = torch.arange(10 * 4, dtype=torch.float32).view(10, 4)
+    with writer:
+        done = sum(writer.put(paths[i:i + 3], vectors[i:i + 3]) for i in range(0, 10, 3))
+        done += writer.finish()
+    assert done == 10
+    for i, p in enumerate(paths):
+        assert np.array_equal(features.load_vector(p), vectors[i].numpy())
+    with embed.VectorWriter(torch.device("cpu")) as writer, pytest.raises(OSError):
+        writer.put([str(tmp_path / "no such folder" / "x.npy")], vectors[:1])
+        writer.finish()
 
 
 # ------------------------------------------------------------------------------------ the folder contract
