@@ -181,7 +181,8 @@ def _parse_npy(data: bytes):
         np.lib.format.read_magic(f)
         read = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
         shape, _, dtype = read(f)
-    except (ValueError, TypeError, SyntaxError, EOFError, OverflowError, RecursionError) as exc:
+    except Exception as exc:  # noqa: BLE001 (numpy's parser of foreign bytes raises more kinds than it
+        # documents, e.g. tokenize.TokenError for unbalanced brackets: any of them means a damaged header)
         return None, "damaged vector", "unreadable .npy header (%s)" % type(exc).__name__
     if dtype.hasobject:
         return None, "unusable vector", "holds pickled Python objects, never loaded"

@@ -78,6 +78,12 @@ def _nan(path):
     features.save_vector(path, vec)
 
 
+def _replace_bytes(path, old, new):
+    data = open(path, "rb").read()
+    assert old in data
+    open(path, "wb").write(data.replace(old, new))
+
+
 def _fifo(path):
     os.remove(path)
     os.mkfifo(path)
@@ -110,6 +116,8 @@ BAD_VECTORS = {
     "trailing bytes": (lambda p: open(p, "ab").write(b"xx"), "damaged vector", "2 unexpected bytes"),
     "bad header": (lambda p: open(p, "r+b").write(b"\x93NUMPY\x01\x00\x76\x00{'descr': 'zz"),
                    "damaged vector", "unreadable .npy header"),
+    "unbalanced header": (lambda p: _replace_bytes(p, b"(24,), }", b"(24,)) }"), "damaged vector",
+                          "unreadable .npy header (TokenError)"),  # found by bench/fuzz_map.py
     "pickled objects": (lambda p: write_npy(p, np.array([{"a": 1}], dtype=object), allow_pickle=True),
                         "unusable vector", "pickled Python objects"),
     "complex": (lambda p: write_npy(p, np.ones(DIM, np.complex64)), "unusable vector", "not real numbers"),
