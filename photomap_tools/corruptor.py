@@ -425,8 +425,8 @@ def run_fuzz(rounds, seed, tmp, base_dir=None, on_round=None):
         work = os.path.join(tmp, "round%d" % r)
         try:
             broken = fuzz_round(rng, base_dir, base_vectors, work)
-        except AssertionError as exc:
-            raise AssertionError("seed %d, round %d: %s" % (seed, r, exc)) from exc
+        except Exception as exc:  # noqa: BLE001 (a check that failed, or a traceback out of stage 3)
+            raise AssertionError("seed %d, round %d: %s: %s" % (seed, r, type(exc).__name__, exc)) from exc
         tried.update("%s: %s" % (t[0], op) for t, op in broken)
         if on_round:
             on_round(r, broken)
