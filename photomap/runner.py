@@ -42,14 +42,15 @@ class Run:
         else:
             print(line, file=sys.stderr)
 
-    def output_dir(self, folder, what: str) -> None:
+    def output_dir(self, folder, what: str, names=None) -> None:
         """Create ``folder`` if needed and prove it writable, then remove the temporary files a
-        killed run left there. Raises :class:`SetupError` naming ``what`` ("thumbnail folder")."""
+        killed run left there (only those of the files ``names``, when given). Raises
+        :class:`SetupError` naming ``what`` ("thumbnail folder")."""
         try:
             fsutil.check_writable_dir(folder)
         except OSError as exc:
             raise SetupError("cannot write to %s %s: %s" % (what, folder, exc.strerror or exc))
-        removed = fsutil.remove_stray_temps(folder)
+        removed = fsutil.remove_stray_temps(folder, only=names)
         if removed:
             self.info("removed %d temporary files left by an interrupted run" % removed)
 

@@ -8,7 +8,8 @@ import time
 import numpy as np
 import pytest
 
-from photomap import browser, features, layout, meta, page
+from photomap import browser, colours, features, folders, meta, page, projection
+from photomap.join import Photos, join, summary
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -82,8 +83,7 @@ def test_join_counts_every_left_out_kind_in_one_line(tmp_path, capsys):
     with open(meta_path, "a", encoding="utf-8") as f:
         f.write(extra)
 
-    photos = layout.join(meta_path, thumbs, feats)
-    err = capsys.readouterr().err.splitlines()
+    photos = join(meta_path, thumbs, feats)
 
     assert photos.md5s == sorted(paths)
     assert photos.features.shape == (6, 24)
@@ -92,17 +92,26 @@ def test_join_counts_every_left_out_kind_in_one_line(tmp_path, capsys):
     assert photos.copies[i] == 3
     assert dict(photos.left_out) == {"features without a .meta line": 2, ".meta md5s without features": 1,
                                      ".meta md5s without thumbnail": 1, "# error lines": 2}
-    assert err == ["visualize: 6 photos (8 files) on the map; left out: 2 # error lines, "
-                   "1 .meta md5s without features, 1 .meta md5s without thumbnail, "
-                   "2 features without a .meta line"]
+    line = ("6 photos (8 files) on the map; left out: 2 # error lines, 1 .meta md5s without features, "
+            "1 .meta md5s without thumbnail, 2 features without a .meta line")
+    assert summary(photos) == line
+    rc, err = run_main(main_args(meta_path, thumbs, feats, tmp_path / "map.html"), capsys)
+    assert rc == 0 and err.splitlines()[0] == "visualize: " + line
 
 
-def test_undecodable_and_control_characters_in_paths_become_printable(tmp_path, capsys):
-    meta_path, thumbs, feats, _ = write_dataset(tmp_path, 1)
-    with open(meta_path, "a", encoding="utf-8") as f:
-        f.write(meta.format_entry(md5_of(0), "/photos/caf\udce9\tnew\nline.jpg"))
-    photos = layout.join(meta_path, thumbs, feats, log=None)
-    assert photos.paths[0][1] == "/photos/caf\\xe9\\tnew\\nline.jpg"
+def test_paths_stay_real_and_are_written_printable(tmp_path, capsys):
+    meta_path, thumbs, feats, _ = write_dataset(tmp_path, 2)
+    awkward = "/photos/caf\udce9\tnew\nline.jpg"
+    with open(meta_path, "w", encoding="utf-8") as f:
+        f.write(meta.format_entry(md5_of(0), "/photos/a/img_000.jpg") + meta.format_entry(md5_of(1), awkward))
+    photos = join(meta_path, thumbs, feats)
+    assert photos.paths[1] == [awkward]  # the real path, as the .meta log gives it
+    assert run_main(main_args(meta_path, thumbs, feats, tmp_path / "map.html"), capsys)[0] == 0
+    rows = read_csv(tmp_path / "map.coords.csv")
+    assert rows[2][3] == "/photos/caf\\xe9\\tnew\\nline.jpg"  # one line, every byte visible
+    # The page stores the common folder once and each path below it, both printable.
+    html = (tmp_path / "map.html").read_text(encoding="utf-8")
+    assert "caf\\\\xe9\\\\tnew\\\\nline.jpg" in html
 
 
 # --- layout ----------------------------------------------------------------------------------------
@@ -136,8 +145,8 @@ def test_umap_seed_is_reproducible_and_separates_clusters(tmp_path):
     rng = np.random.default_rng(1)
     centres = rng.normal(size=(3, 16)) * 3
     x = np.vstack([c + 0.1 * rng.normal(size=(20, 16)) for c in centres]).astype(np.float32)
-    a = layout.embed(x, seed=7, log=None)
-    b = layout.embed(x, seed=7, log=None)
+    a = projection.project(x, seed=7)
+    b = projection.project(x, seed=7)
     assert a.shape == (60, 2)
     np.testing.assert_array_equal(a, b)
     # Clusters stay apart: every point is nearer its own cluster's centre than any other.
@@ -150,13 +159,13 @@ def test_coords_are_cached_and_reused_until_inputs_or_parameters_change(tmp_path
     meta_path, thumbs, feats, _ = write_dataset(tmp_path, 30)
     out = tmp_path / "map.html"
     calls = []
-    real_embed = layout.embed
+    real_project = projection.project
 
     def spy(*a, **k):
         calls.append(k)
-        return real_embed(*a, **k)
+        return real_project(*a, **k)
 
-    monkeypatch.setattr(layout, "embed", spy)
+    monkeypatch.setattr(projection, "project", spy)
     args = main_args(meta_path, thumbs, feats, out, "--seed", "3")
     assert run_main(args, capsys)[0] == 0
     assert len(calls) == 1 and calls[0]["seed"] == 3 and calls[0]["n_neighbors"] == 15
@@ -195,17 +204,16 @@ def test_coords_csv_quotes_awkward_paths(tmp_path, capsys):
 
 def test_colours_by_folder_when_few_else_by_cluster(tmp_path):
     meta_path, thumbs, feats, _ = write_dataset(tmp_path, 40, folders="wxyz")
-    photos = layout.join(meta_path, thumbs, feats, log=None)
-    labels, what = layout.colour_groups(photos, "auto")
+    photos = join(meta_path, thumbs, feats)
+    labels, what = colours.groups(photos, "auto")
     assert what == "top-level folder" and sorted(set(labels)) == ["w", "x", "y", "z"]
     many = tmp_path / "many"
     meta_path, thumbs, feats, _ = write_dataset(many, 40, folders="abcdefghijklmnop")
-    photos = layout.join(meta_path, thumbs, feats, log=None)
-    labels, what = layout.colour_groups(photos, "auto", seed=0)
+    photos = join(meta_path, thumbs, feats)
+    labels, what = colours.groups(photos, "auto", seed=0)
     assert what.startswith("KMeans") and len(set(labels)) == 10
     # 16 folders with distinct centres, 10 clusters: each folder falls in exactly one cluster.
-    folder_of = layout.top_folders([p[0] for p in photos.paths],
-                                   layout.common_root([p for ps in photos.paths for p in ps]))
+    folder_of = folders.top_folders(photos.first_paths)
     assert all(len({lab for lab, f in zip(labels, folder_of) if f == g}) == 1 for g in set(folder_of))
 
 
@@ -311,11 +319,11 @@ def site(tmp_path_factory):
     paths[0] = ["/photos/trip/" + XSS_NAME, "/photos/backup/" + XSS_NAME, "/photos/old/a & b.jpg"]
     for i, md5 in enumerate(md5s):
         Image.new("RGB", (224, 168), (30 * i, 200 - 20 * i, 90)).save(thumbs / (md5 + ".jpg"))
-    photos = layout.Photos(md5s=md5s, paths=paths, features=np.zeros((len(md5s), 2), np.float32),
+    photos = Photos(md5s=md5s, paths=paths, features=np.zeros((len(md5s), 2), np.float32),
                            thumbs_dir=str(thumbs))
     labels = ["trip"] * len(md5s)
-    lay = page.build(photos, points, labels, page.thumb_prefix(root / "map.html", thumbs))
-    page.write_page(lay, root / "map.html")
+    view = page.build(photos, points, labels, page.thumb_prefix(root / "map.html", thumbs))
+    page.write_page(view, root / "map.html")
     with browser.serve(root) as server:
         yield {"server": server, "points": points, "md5s": md5s, "paths": paths}
 
