@@ -3,7 +3,7 @@ features, or one colour) and what the groups are, for the legend and the title."
 import warnings
 from collections import Counter
 
-from .folders import common_folder, top_folders
+from .folders import top_folders
 
 MODES = ("auto", "folder", "cluster", "none")
 MAX_FOLDER_COLOURS = 10  # beyond this many top-level folders a legend stops helping: cluster instead
@@ -23,7 +23,7 @@ def groups(photos, mode="auto", seed=None):
     if mode == "none" or n == 0:
         return ["photos"] * n, "one colour"
     if mode in ("auto", "folder"):
-        folders = top_folders(photos.first_paths, common_folder(p for paths in photos.paths for p in paths))
+        folders = top_folders(photos.first_paths, among=[p for paths in photos.paths for p in paths])
         if mode == "folder" or 2 <= len(set(folders)) <= MAX_FOLDER_COLOURS:
             return folders, "top-level folder"
     if n < 2:

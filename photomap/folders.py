@@ -1,5 +1,5 @@
-"""The photos' common folder and each photo's top-level folder under it, read from the paths as
-written (the .meta log's spelling, compared exactly like everywhere else in the pipeline)."""
+"""The photos' common folder (shared leading text of their paths) and each photo's top-level folder
+under it (for colours and captions)."""
 import os
 
 
@@ -17,16 +17,16 @@ def common_folder(paths) -> str:
     return shared[:cut + 1] if cut >= 0 else ""
 
 
-def top_folders(paths, common=None) -> list:
-    """For each path, its first folder below ``common`` (default: :func:`common_folder` of ``paths``):
-    '.' for a path directly in the common folder, the separator itself for an absolute path among
-    relative ones."""
-    paths = list(paths)
-    if common is None:
-        common = common_folder(paths)
+def top_folders(paths, among=None) -> list:
+    """For each path, its first folder below the common folder of ``among`` (default: ``paths``):
+    '.' for a path directly in it, the separator itself for an absolute path among relative ones.
+
+    Unlike :func:`common_folder` (text shown to the user, kept as written), this names where a file
+    is, so spellings are normalised first: ``./pics/a/x.jpg`` and ``pics/b/y.jpg`` are in ``a`` and ``b``."""
+    paths = [os.path.normpath(p) for p in paths]
+    common = common_folder(paths if among is None else (os.path.normpath(p) for p in among))
     out = []
     for path in paths:
-        rest = path[len(common):] if path.startswith(common) else path
-        first, sep, _ = rest.partition(os.sep)
+        first, sep, _ = path[len(common):].partition(os.sep)
         out.append((first or os.sep) if sep else os.curdir)
     return out

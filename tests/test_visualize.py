@@ -114,6 +114,35 @@ def test_paths_stay_real_and_are_written_printable(tmp_path, capsys):
     assert "caf\\\\xe9\\\\tnew\\\\nline.jpg" in html
 
 
+def test_vectors_with_nan_or_infinity_are_left_out_and_counted(tmp_path, capsys):
+    meta_path, thumbs, feats, paths = write_dataset(tmp_path, 6)
+    bad = np.ones(24)
+    bad[3] = np.nan
+    features.save_vector(features.feature_path_for_md5(feats, md5_of(1)), bad)
+    features.save_vector(features.feature_path_for_md5(feats, md5_of(2)), np.full(24, np.inf))
+    photos = join(meta_path, thumbs, feats)
+    assert photos.md5s == [md5_of(i) for i in (0, 3, 4, 5)] and np.isfinite(photos.features).all()
+    assert summary(photos) == "4 photos (4 files) on the map; left out: 2 vectors with NaN or infinite values"
+    rc, err = run_main(main_args(meta_path, thumbs, feats, tmp_path / "map.html"), capsys)
+    assert rc == 0, err
+    assert [r[0] for r in read_csv(tmp_path / "map.coords.csv")[1:]] == photos.md5s
+
+
+@pytest.mark.parametrize("paths, common, tops", [
+    (["/photos/trip/a.jpg", "/photos/home/b.jpg"], "/photos/", ["trip", "home"]),
+    (["/photos/trip/a.jpg"], "/photos/trip/", ["."]),
+    (["/p/a.jpg", "/p/x/b.jpg", "/p/xy/c.jpg"], "/p/", [".", "x", "xy"]),
+    (["a.jpg", "/x/b.jpg"], "", [".", "/"]),
+    # A log that mixes spellings: the page keeps each path as written, the colours see one folder.
+    (["pics/x/p0.jpg", "./pics/y/p1.jpg"], "", ["x", "y"]),
+    (["../pics/x/p0.jpg", "../pics/y/p1.jpg"], "../pics/", ["x", "y"]),
+])
+def test_common_folder_is_text_as_written_and_top_folders_name_the_folder(paths, common, tops):
+    assert folders.common_folder(paths) == common
+    assert all(p.startswith(common) for p in paths)
+    assert folders.top_folders(paths) == tops
+
+
 # --- layout ----------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("n", [1, 2, 5])
@@ -202,6 +231,30 @@ def test_coords_csv_quotes_awkward_paths(tmp_path, capsys):
     assert '"/photos/a/""quoted"", with commas.jpg"' in (tmp_path / "map.coords.csv").read_text()
 
 
+def test_coords_csv_is_read_by_column_name(tmp_path, capsys):
+    """Later columns (clusters, labels...) or another column order do not stop the reader or the cache."""
+    meta_path, thumbs, feats, _ = write_dataset(tmp_path, 4)
+    out = tmp_path / "map.html"
+    assert run_main(main_args(meta_path, thumbs, feats, out), capsys)[0] == 0
+    csv_path = tmp_path / "map.coords.csv"
+    written = projection.read_coords(csv_path)
+    rows = read_csv(csv_path)
+    with open(csv_path, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f, lineterminator="\n")
+        w.writerow(["cluster", "y", "x", "md5", "path", "label"])
+        for md5, x, y, path in rows[1:]:
+            w.writerow(["3", y, x, md5, path, "beach"])
+    again = projection.read_coords(csv_path)
+    assert again.md5s == written.md5s and again.paths == written.paths
+    np.testing.assert_array_equal(again.xy, written.xy)
+    rc, err = run_main(main_args(meta_path, thumbs, feats, out), capsys)
+    assert rc == 0 and "reused the map coordinates" in err
+    assert read_csv(csv_path) == rows  # and written back in the page's own format
+    csv_path.write_text("md5,path\nabc,x.jpg\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="not a coordinates CSV"):
+        projection.read_coords(csv_path)
+
+
 def test_colours_by_folder_when_few_else_by_cluster(tmp_path):
     meta_path, thumbs, feats, _ = write_dataset(tmp_path, 40, folders="wxyz")
     photos = join(meta_path, thumbs, feats)
@@ -256,6 +309,28 @@ def test_fatal_problems_are_one_error_line(tmp_path, capsys, broken, message):
     assert err.splitlines()[-1].startswith(message)
     assert [line for line in err.splitlines() if line.startswith("error:")] == [err.splitlines()[-1]]
     assert "Traceback" not in err and not (tmp_path / "map.html").exists()
+
+
+def test_a_metric_umap_does_not_know_is_one_error_line(tmp_path, capsys):
+    meta_path, thumbs, feats, _ = write_dataset(tmp_path, 20)
+    rc, err = run_main(main_args(meta_path, thumbs, feats, tmp_path / "map.html", "--metric", "nope"), capsys)
+    assert rc == 2 and "Traceback" not in err
+    assert err.splitlines()[-1] == "error: cannot compute the map: metric is neither callable nor a recognised string"
+    assert not (tmp_path / "map.html").exists() and not (tmp_path / "map.coords.csv").exists()
+
+
+def test_a_killed_run_leaves_no_temporary_files_only_its_own_are_cleared(tmp_path, capsys):
+    meta_path, thumbs, feats, _ = write_dataset(tmp_path / "in", 3)
+    out = tmp_path / "out"
+    out.mkdir()
+    left = [".tmp-map.html.k1w2", ".tmp-map.coords.csv.x9", ".tmp-map.coords.key.q"]
+    others = [".tmp-notes.txt.a1", ".tmp-map.html"]  # not a temporary name of this page's files
+    for name in left + others:
+        (out / name).write_text("partial")
+    rc, err = run_main(main_args(meta_path, thumbs, feats, out / "map.html"), capsys)
+    assert rc == 0
+    assert "removed 3 temporary files left by an interrupted run" in err
+    assert sorted(os.listdir(out)) == sorted(others + ["map.coords.csv", "map.coords.key", "map.html"])
 
 
 # --- the notebook ----------------------------------------------------------------------------------
@@ -396,6 +471,24 @@ def test_hovering_empty_space_shows_nothing(driver, site):
     assert len(tooltips(driver)) == 1
     browser.hover_point(driver, page.PLOT_NAME, 1.5, -1.5)  # far from every point
     assert tooltips(driver, wait_for_image=False) == []
+
+
+def test_a_quick_sweep_right_after_opening_ends_on_the_photo_under_the_pointer(driver, site):
+    """The first moves arrive while the page's scripts are still being compiled: they must be handled
+    in order, so the tooltip ends on the last point passed, not on an earlier one."""
+    open_page(driver, site)
+    stops = [browser.data_to_client(driver, page.PLOT_NAME, *p) for p in site["points"][:4]]
+    empty = browser.data_to_client(driver, page.PLOT_NAME, 1.5, -1.5)
+    for cx, cy in [stops[0], empty, stops[1], empty, stops[2], empty, stops[3]]:
+        browser.mouse_move(driver, cx, cy)
+    want = ["torch_thumbs/%s.jpg" % site["md5s"][3]]
+    deadline = time.monotonic() + 5
+    while True:
+        shown = [t["imgs"][0][2] for t in tooltips(driver) if t["imgs"]]
+        if shown == want or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert shown == want
 
 
 def test_only_the_hovered_thumbnail_is_requested(driver, site):

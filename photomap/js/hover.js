@@ -2,22 +2,15 @@
 // empty space. Bokeh's own tooltips would stack one per point under the cursor, so this one element
 // is managed here, and filled through DOM calls only: a file name goes in as text, never as markup.
 //
-// Python passes (bokeh args): `map` (see map.js), `tip_id`, the tooltip element's id (one per plot),
-// and `tip_class`, its CSS class.
+// A function body (see map.js); Python passes `map`, `tip_id` (the tooltip element's id, one per
+// plot) and `tip_class` (its CSS class); bokeh adds `cb_obj` (the tool) and `cb_data` ({geometry}).
 
 const MAX_PATHS = 5  // the tooltip lists this many paths at most; the pinned panel lists them all
 
-// Where the mouse is, in window pixels: the tooltip follows it (the hover event gives canvas pixels).
-const pointer = {x: 0, y: 0}
-for (const type of ["pointermove", "mousemove"]) {
-  document.addEventListener(type, (ev) => { pointer.x = ev.clientX; pointer.y = ev.clientY }, true)
-}
-
-export default async function ({map, tip_id, tip_class}, tool, {geometry}) {
-  const photos = await map.execute(tool)
+return map.execute(cb_obj).then(async (photos) => {
+  const g = cb_data.geometry
   const tip = document.getElementById(tip_id) ?? make_tooltip(tip_id, tip_class)
-  const over = geometry.type == "point" && isFinite(geometry.sx) && isFinite(geometry.sy)
-  const i = over ? photos.nearest(geometry.x, geometry.y) : -1
+  const i = (g.type == "point" && isFinite(g.sx) && isFinite(g.sy)) ? photos.nearest(g.x, g.y) : -1
   if (i < 0) {
     tip.style.display = "none"
     tip.dataset.index = -1
@@ -26,12 +19,12 @@ export default async function ({map, tip_id, tip_class}, tool, {geometry}) {
   if (tip.dataset.index != i) {
     tip.dataset.index = i
     const photo = await photos.photo(i)
-    if (tip.dataset.index != i) return  // the pointer moved on meanwhile
+    if (tip.dataset.index != i) return  // the pointer moved on while the details came
     fill(tip, photo)
   }
   tip.style.display = "block"
-  place(tip)
-}
+  place(tip, photos.pointer)
+})
 
 function make_tooltip(id, css_class) {
   const tip = document.createElement("div")
@@ -54,7 +47,7 @@ function make_tooltip(id, css_class) {
 function fill(tip, photo) {
   const img = tip.firstChild
   const text = tip.lastChild
-  img.style.visibility = "hidden"  // until the new photo has loaded, rather than the previous one
+  img.style.visibility = "hidden"  // until the new photo has loaded, rather than show the last one
   img.src = photo.thumb
   text.replaceChildren()
   for (const path of photo.paths.slice(0, MAX_PATHS)) {
@@ -70,7 +63,7 @@ function fill(tip, photo) {
 }
 
 // Beside the pointer, on whichever side keeps the tooltip inside the window.
-function place(tip) {
+function place(tip, pointer) {
   const w = tip.offsetWidth
   const h = tip.offsetHeight
   const left = (pointer.x + 16 + w > window.innerWidth) ? pointer.x - 16 - w : pointer.x + 16

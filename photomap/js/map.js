@@ -1,13 +1,16 @@
-// The map's shared part: which photo is nearest a point of the plot, and what the page knows about a
-// photo. Every other script of the page (hover.js, pin.js) reaches it through its `map` argument, a
-// bokeh CustomJS holding this module, and shares the one object it returns:
+// The map's shared part, one per plot: which photo is nearest a point of the plot, what the page knows
+// about a photo, and where the mouse is. The page's other scripts (hover.js, pin.js) get it through
+// their `map` argument, a bokeh CustomJS running this file:
 //
-//     const photos = await map.execute(obj)
+//     map.execute(cb_obj).then(async (photos) => { ... photos.nearest(x, y) ... })
 //
-// Python passes (bokeh args): `source`, the drawn points (columns x, y) with, per photo, `md5`,
-// `paths` (below `root`, one per line), `copies` and `group`; `plot`; `prefix`, the thumbnails' URL
-// prefix; `root`, the photos' common folder; `radius`, how near the pointer a point must be, in
-// screen pixels.
+// Like every script here, this file is the body of a function that bokeh calls with the args Python
+// passes (bokeh's from_file convention for .js). Here: `source`, the drawn points (columns x, y) with,
+// per photo, `md5`, `paths` (below `root`, one per line), `copies` and `group`; `plot`; `prefix`, the
+// thumbnails' URL prefix; `root`, the photos' common folder; `radius`, how near the pointer a point
+// must be, in screen pixels. Function bodies rather than ES modules: bokeh compiles those at once,
+// while a module is imported asynchronously, once per event until the first import is done, so the
+// first events could be handled out of order and each would get its own copy of this object.
 
 class PhotoMap {
   constructor({source, plot, prefix, root, radius}) {
@@ -16,6 +19,11 @@ class PhotoMap {
     this.prefix = prefix
     this.root = root
     this.radius = radius
+    this.pointer = {x: 0, y: 0}  // in window pixels (hover events give canvas pixels)
+    this.tickets = {}
+    const track = (ev) => { this.pointer.x = ev.clientX; this.pointer.y = ev.clientY }
+    document.addEventListener("pointermove", track, true)
+    document.addEventListener("mousemove", track, true)
   }
 
   // Index of the photo nearest data position (x, y), no farther than `radius` screen pixels, or -1.
@@ -40,8 +48,15 @@ class PhotoMap {
     return best
   }
 
+  // A ticket for the newest request of one kind ("pin", ...): it says false once a newer one was
+  // issued, so a slow answer never overwrites a later one.
+  ticket(kind) {
+    const n = this.tickets[kind] = (this.tickets[kind] ?? 0) + 1
+    return () => this.tickets[kind] == n
+  }
+
   // What the page says about photo i: {md5, thumb (its URL), paths (every original path), copies,
-  // group, note ("3 copies · trip")}. A Promise, so the details may later come from elsewhere than
+  // group, note ("3 copies · trip")}. A Promise, so the details can later come from elsewhere than
   // the drawn data (fetched when asked for) without changing the scripts that show them.
   async photo(i) {
     const {md5, paths, copies, group} = this.source.data
@@ -57,9 +72,7 @@ class PhotoMap {
   }
 }
 
-let shared = null  // bokeh compiles this module once per page (per plot), so this is per plot
-
-export default function (args) {
-  if (shared === null) shared = new PhotoMap(args)
-  return shared
-}
+// One per plot, made by whichever script asks first (a notebook may show several plots).
+const maps = globalThis.photomap_maps ??= new WeakMap()
+if (!maps.has(plot)) maps.set(plot, new PhotoMap({source, plot, prefix, root, radius}))
+return maps.get(plot)
