@@ -20,27 +20,27 @@ def run(meta, thumbs, features, output, n_neighbors=15, min_dist=0.1, metric="co
     Returns the exit status (0); raises :class:`SetupError` for a fatal problem, before the page or
     its cache is written."""
     check_request(meta, thumbs, features, n_neighbors, min_dist, colour)
-    run = Run(STAGE, quiet)
+    stage = Run(STAGE, quiet)
     out_dir = os.path.dirname(os.path.abspath(output))
-    run.output_dir(out_dir, "page folder", names=_written_beside(output))
+    stage.output_dir(out_dir, "page folder", names=_written_beside(output))
     t0 = time.monotonic()
     photos = read_inputs(meta, thumbs, features)
-    run.info(summary(photos))
+    stage.info(summary(photos))
     if len(photos) == 0:
         raise SetupError("no photo has a .meta line, a thumbnail and a feature vector: nothing to map")
     try:
         coords, _ = projection.load_or_project(photos.md5s, photos.features, photos.first_paths, output,
-                                               say=run.info, n_neighbors=n_neighbors, min_dist=min_dist,
+                                               say=stage.info, n_neighbors=n_neighbors, min_dist=min_dist,
                                                metric=metric, seed=seed)
     except ValueError as exc:  # umap-learn refusing the metric for these vectors, before any work
         raise SetupError("cannot compute the map: %s" % exc) from None
-    labels, colour_by = colours.groups(photos, colour, seed=seed)
     t1 = time.monotonic()
+    labels, colour_by = colours.groups(photos, colour, seed=seed)
     view = page.build(photos, coords, labels, page.thumb_prefix(output, photos.thumbs_dir), colour_by)
     size = page.write_page(view, output)
     if verbose:
-        run.info("layout %.1fs, page %.1fs, %.1f MB" % (t1 - t0, time.monotonic() - t1, size / 1e6))
-    say_where(run, output, len(photos))
+        stage.info("layout %.1fs, page %.1fs, %.1f MB" % (t1 - t0, time.monotonic() - t1, size / 1e6))
+    say_where(stage, output, len(photos))
     return 0
 
 
@@ -74,10 +74,10 @@ def read_inputs(meta, thumbs, features):
         raise SetupError("cannot read %s: %s" % (exc.filename or meta, exc.strerror or exc)) from None
 
 
-def say_where(run: Run, output, n: int) -> None:
+def say_where(stage: Run, output, n: int) -> None:
     """The closing lines: what was written, and how to look at it safely (served to this machine only)."""
     folder = os.path.dirname(output) or "."
-    run.info("wrote %s (%d photos). Look at it with:" % (output, n))
-    if not run.quiet:
-        run.write("  cd %s && python -m http.server %d --bind 127.0.0.1" % (folder, SERVE_PORT))
-        run.write("  then open http://127.0.0.1:%d/%s" % (SERVE_PORT, os.path.basename(output)))
+    stage.info("wrote %s (%d photos). Look at it with:" % (output, n))
+    if not stage.quiet:
+        stage.write("  cd %s && python -m http.server %d --bind 127.0.0.1" % (folder, SERVE_PORT))
+        stage.write("  then open http://127.0.0.1:%d/%s" % (SERVE_PORT, os.path.basename(output)))

@@ -1,6 +1,9 @@
 """Stage 3's page: the bokeh scatter whose hover shows the one nearest photo and whose click pins it in
-a panel beside the plot, written as one self-contained HTML file (bokeh's JS and ours inline). The
-page's own JavaScript lives in ``photomap/js/*.js`` (see :func:`script`)."""
+a panel beside the plot, written as one self-contained HTML file (bokeh's JS and ours inline).
+
+The page's own JavaScript lives in ``photomap/js/``: ``map.js`` (one object per plot: the nearest photo
+to a point, a photo's details) and one script per feature (``hover.js``, ``pin.js``). A new feature is
+one more script, attached in :func:`build` to its bokeh event with ``callback("x.js", map=shared, ...)``."""
 import os
 import re
 from importlib import resources
@@ -43,8 +46,8 @@ def script(name: str) -> str:
 
 
 def callback(name: str, **args):
-    """A bokeh ``CustomJS`` running the ES module ``photomap/js/<name>`` with ``args``: the only way
-    Python hands data to the page's scripts."""
+    """A bokeh ``CustomJS`` running ``photomap/js/<name>``, a function body that sees each of ``args``
+    under its name: the one way Python hands data to the page's scripts."""
     from bokeh.models import CustomJS
 
     return CustomJS(code=script(name), args=args)
