@@ -1,53 +1,11 @@
 #!/usr/bin/env python3
-"""./visualize.py --meta output/torch_thumbs.meta --thumbs output/torch_thumbs --features output/features_resnet18 -o output/map_resnet18.html
+"""Stage 3: the .meta log, thumbnails and features into the map page (photomap/commands/visualize.py).
 
-Stage 3: join the .meta log, the thumbnails and the feature vectors, lay the photos out in 2-D with
-UMAP and write a self-contained bokeh page: hover a point to see that photo, click to pin it.
-The coordinates are cached beside the page (map_resnet18.coords.csv) and reused while the inputs and
-UMAP parameters are unchanged. Look at the page with:
-
-  cd output && python -m http.server 8000 --bind 127.0.0.1
-  then open http://127.0.0.1:8000/map_resnet18.html
+    ./visualize.py --meta output/torch_thumbs.meta --thumbs output/torch_thumbs \\
+        --features output/features_resnet18 -o output/map_resnet18.html
 """
-import sys
-
-from photomap import colours
-from photomap.cli import Parser, UsageError, exit_now
-from photomap.report import SetupError, fatal
-
-
-def build_parser():
-    """The command-line parser; ``--help`` opens with the module docstring's command line."""
-    p = Parser(usage=__doc__.splitlines()[0] + " [options]", description=__doc__.split("\n", 2)[2])
-    p.add_argument("--meta", required=True, help="the .meta log written by process_photos.py")
-    p.add_argument("--thumbs", required=True, help="the thumbnail folder (<md5>.jpg)")
-    p.add_argument("--features", required=True, help="the feature folder written by embeddings.py")
-    p.add_argument("-o", "--output", required=True, help="the HTML page to write")
-    p.add_argument("--n-neighbors", type=int, default=15, help="UMAP n_neighbors (default 15)")
-    p.add_argument("--min-dist", type=float, default=0.1, help="UMAP min_dist (default 0.1)")
-    p.add_argument("--metric", default="cosine", help="UMAP metric (default cosine)")
-    p.add_argument("--seed", type=int, default=None, help="random seed for a reproducible layout")
-    p.add_argument("--colour", "--color", dest="colour", default="auto",
-                   choices=colours.MODES,
-                   help="colour by top-level folder, by KMeans cluster, or auto (folders if 2..10)")
-    p.add_argument("-q", "--quiet", action="store_true", help="only errors on stderr")
-    p.add_argument("-v", "--verbose", action="store_true", help="also print timings")
-    return p
-
-
-def main(argv=None) -> int:
-    """Parse ``argv`` (default: sys.argv[1:]), run stage 3, return the exit status."""
-    try:
-        args = build_parser().parse_args(argv)
-    except UsageError as exc:
-        return fatal(str(exc))
-    from photomap import mapstage  # numpy and friends: after --help
-
-    try:
-        return mapstage.run(**vars(args))
-    except SetupError as exc:
-        return fatal(str(exc))
-
+from photomap.cli import exit_now
+from photomap.commands.visualize import main
 
 if __name__ == "__main__":
     exit_now(main())

@@ -20,13 +20,13 @@ from collections import Counter
 
 import numpy as np
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+from photomap import page, projection
+from photomap.folders import top_folders
+from photomap.fsutil import atomic_write
+from photomap.report import fatal
+from photomap_tools import browser
 
-from photomap import browser, page, projection  # noqa: E402
-from photomap.folders import top_folders  # noqa: E402
-from photomap.fsutil import atomic_write  # noqa: E402
-from photomap.report import fatal  # noqa: E402
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # A pointer drawn in the page at the mouse position, so the frames show where the mouse is.
 POINTER_JS = """
