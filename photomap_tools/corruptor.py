@@ -21,7 +21,7 @@ from collections import Counter
 
 import numpy as np
 
-from photomap import featurepack, features, layout, meta
+from photomap import featurepack, features, meta, projection
 from photomap.commands import visualize
 from photomap_tools.synthetic import fake_md5, write_map_inputs
 
@@ -269,7 +269,7 @@ def corrupt_file(rng, path, kind):
     elif op in ("other key", "other csv hash") and exists:
         try:
             key = json.loads(data)
-            key["key" if op == "other key" else "csv_sha256"] = "0" * 64
+            key["key" if op == "other key" else "coords_sha256"] = "0" * 64
             _write(path, json.dumps(key).encode())
         except (ValueError, TypeError):
             pass
@@ -412,7 +412,7 @@ def check_outcome(rc, err, lines, work, feats, files, vec_out, thumb_out):
         assert [r[0] for r in rows[1:]] == kept, err
         matrix = np.stack([candidates[m] for m in kept])
         coords = np.array([[float(r[1]), float(r[2])] for r in rows[1:]])
-        np.testing.assert_allclose(coords, layout.embed(matrix, log=None), rtol=1e-6, atol=1e-9)
+        np.testing.assert_allclose(coords, projection.project(matrix), rtol=1e-6, atol=1e-9)
 
 
 def run_fuzz(rounds, seed, tmp, base_dir=None, on_round=None):

@@ -10,8 +10,9 @@ import zipfile
 import numpy as np
 import pytest
 
-from photomap import featureload, featurepack, features, layout
+from photomap import featureload, featurepack, features, projection
 from photomap.commands import visualize
+from photomap.join import join
 from photomap_tools.synthetic import fake_md5 as md5_of
 from photomap_tools.synthetic import write_map_inputs
 
@@ -171,7 +172,7 @@ def test_vectors_of_other_number_types_are_converted_not_lost(dataset, kind):
     vec = features.load_vector(vec_path(feats, 5))
     stored = CONVERTED[kind](vec)
     write_npy(vec_path(feats, 5), stored)
-    photos = layout.join(meta_path, thumbs, feats, log=None)
+    photos = join(meta_path, thumbs, feats)
     assert photos.md5s == [md5_of(i) for i in range(8)]
     np.testing.assert_array_equal(photos.features[5], stored.reshape(-1).astype(np.float32))
 
@@ -343,7 +344,7 @@ def test_a_bad_pack_is_ignored_in_one_line_and_rebuilt(dataset, stage3, kind):
     assert len(said) == 1 and said[0].startswith("visualize: ignored the feature pack %s: %s" % (pack, why))
     assert said[0].endswith("; rebuilding it")
     assert featurepack.read_pack(pack)[1] == ""
-    np.testing.assert_array_equal(layout.join(meta_path, thumbs, feats, log=None).features, good)
+    np.testing.assert_array_equal(join(meta_path, thumbs, feats).features, good)
 
 
 def test_a_pack_that_cannot_be_written_is_said_and_the_map_still_made(dataset, stage3):
@@ -376,9 +377,16 @@ def _edit_csv(path):
     open(path, "w", encoding="utf-8").write("\n".join(text) + "\n")
 
 
+def _cut_csv(path):
+    lines = open(path, encoding="utf-8").read().splitlines(keepends=True)
+    open(path, "w", encoding="utf-8").write("".join(lines[:-2]))
+
+
 BAD_COORDS = {
-    "csv edited by hand": ("csv", _edit_csv, "it was changed after it was written"),
-    "csv cut short": ("csv", lambda p: open(p, "r+b").truncate(60), "it was changed after it was written"),
+    "csv edited by hand": ("csv", _edit_csv, "its coordinates were changed after they were written"),
+    "csv cut short": ("csv", _cut_csv, "it lists other photos than its key says"),
+    "csv cut in a row": ("csv", lambda p: open(p, "r+b").truncate(60),
+                         "the CSV line 2: not a coordinates row"),
     "csv not UTF-8": ("csv", lambda p: open(p, "wb").write(b"\xff\xfe\x00garbage"), "it is not UTF-8 text"),
     "csv a folder": ("csv", _folder, "cannot read it (a folder, not a file)"),
     "key garbage": ("key", lambda p: open(p, "wb").write(b"\x00\x01{not json"),
@@ -395,13 +403,13 @@ def test_a_bad_coordinates_cache_is_ignored_in_one_line_and_recomputed(dataset, 
     meta_path, thumbs, feats, out = dataset
     args = main_args(meta_path, thumbs, feats, out, "--seed", "1")
     assert stage3(args)[0] == 0
-    csv_path, key_path = layout.coords_paths(out)
+    csv_path, key_path = projection.coords_paths(out)
     good = read_csv(csv_path)
     which, corrupt, why = BAD_COORDS[kind]
     corrupt(csv_path if which == "csv" else key_path)
     calls = []
-    real = layout.embed
-    monkeypatch.setattr(layout, "embed", lambda *a, **k: calls.append(1) or real(*a, **k))
+    real = projection.project
+    monkeypatch.setattr(projection, "project", lambda *a, **k: calls.append(1) or real(*a, **k))
     rc, err = stage3(args)
     assert rc == 0 and len(calls) == 1, err
     said = [x for x in err.splitlines() if "coordinates cache" in x]
@@ -419,12 +427,12 @@ def test_a_non_finite_coordinate_with_a_matching_old_key_is_not_trusted(dataset,
     meta_path, thumbs, feats, out = dataset
     args = main_args(meta_path, thumbs, feats, out)
     assert stage3(args)[0] == 0
-    csv_path, key_path = layout.coords_paths(out)
+    csv_path, key_path = projection.coords_paths(out)
     key = json.load(open(key_path))
-    del key["csv_sha256"]  # a key written before the CSV was sealed: still readable
+    del key["coords_sha256"]  # a key written before the coordinates were sealed: still readable
     json.dump(key, open(key_path, "w"))
     rc, err = stage3(args)
-    assert "reused the map coordinates" in err and "csv_sha256" in json.load(open(key_path))
+    assert "reused the map coordinates" in err and "coords_sha256" in json.load(open(key_path))
     json.dump(key, open(key_path, "w"))  # unsealed again, and now the CSV is edited
     text = open(csv_path).read().splitlines()
     text[2] = ",".join([text[2].split(",")[0], "nan"] + text[2].split(",")[2:])
