@@ -19,12 +19,12 @@ def run(meta, thumbs, features, output, n_neighbors=15, min_dist=0.1, metric="co
 
     Returns the exit status (0); raises :class:`SetupError` for a fatal problem, before the page or
     its cache is written."""
-    check_request(meta, thumbs, features, n_neighbors, min_dist, colour)
+    check_request(meta, thumbs, features, output, n_neighbors, min_dist, colour)
     stage = Run(STAGE, quiet)
     out_dir = os.path.dirname(os.path.abspath(output))
     stage.output_dir(out_dir, "page folder", names=_written_beside(output))
     t0 = time.monotonic()
-    photos = read_inputs(meta, thumbs, features)
+    photos = read_inputs(meta, thumbs, features, stage)
     stage.info(summary(photos))
     if len(photos) == 0:
         raise SetupError("no photo has a .meta line, a thumbnail and a feature vector: nothing to map")
@@ -44,14 +44,21 @@ def run(meta, thumbs, features, output, n_neighbors=15, min_dist=0.1, metric="co
     return 0
 
 
-def check_request(meta, thumbs, features, n_neighbors, min_dist, colour) -> None:
+def check_request(meta, thumbs, features, output, n_neighbors, min_dist, colour) -> None:
     """Raise :class:`SetupError` for the first fatal problem with the inputs or the parameters."""
     if not os.path.isfile(meta):
         raise SetupError("no .meta file at %s" % meta)
-    if not os.path.isdir(thumbs):
-        raise SetupError("no thumbnail folder at %s" % thumbs)
-    if not os.path.isdir(features):
-        raise SetupError("no feature folder at %s" % features)
+    for folder, what in ((thumbs, "thumbnail folder"), (features, "feature folder")):
+        if not os.path.isdir(folder):
+            raise SetupError("no %s at %s" % (what, folder))
+        try:
+            with os.scandir(folder) as entries:
+                next(entries, None)
+        except OSError as exc:
+            raise SetupError("cannot read the %s %s: %s" % (what, folder, exc.strerror or exc)) from None
+    if os.path.isdir(output):
+        raise SetupError("-o %s is a folder: give the page's file name (e.g. %s)" % (
+            output, os.path.join(output, "map.html")))
     if n_neighbors < 2:
         raise SetupError("--n-neighbors must be at least 2")
     if not 0.0 <= min_dist <= 1.0:
@@ -66,10 +73,11 @@ def _written_beside(output) -> tuple:
     return tuple(os.path.basename(p) for p in (output, *projection.coords_paths(output)))
 
 
-def read_inputs(meta, thumbs, features):
-    """The joined :class:`photomap.join.Photos`; an unreadable input is a :class:`SetupError`."""
+def read_inputs(meta, thumbs, features, stage: Run):
+    """The joined :class:`photomap.join.Photos`, each bad file named in one line on ``stage``; an
+    unreadable input is a :class:`SetupError`."""
     try:
-        return join(meta, thumbs, features)
+        return join(meta, thumbs, features, say=stage.info)
     except OSError as exc:
         raise SetupError("cannot read %s: %s" % (exc.filename or meta, exc.strerror or exc)) from None
 

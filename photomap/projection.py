@@ -11,6 +11,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .features import os_reason
 from .fsutil import atomic_write
 from .report import printable
 
@@ -91,35 +92,95 @@ def coords_paths(page_path):
 def load_or_project(md5s, features, paths, page_path, say=None, **params):
     """Coordinates of the photos ``md5s`` (rows of ``features``; ``paths`` are their first original
     paths, for the CSV), reused from the cache beside ``page_path`` when its key matches, else
-    computed with :func:`project` and cached. Returns ``(coords, reused)``; ``say`` as in :func:`project`."""
+    computed with :func:`project` and cached. Returns ``(coords, reused)``; ``say`` as in :func:`project`.
+
+    A cache that cannot be trusted (unreadable, cut short, another program's file, coordinates edited
+    by hand: the key records a hash of the md5s and coordinates it vouches for) is ignored in one line
+    and the layout computed again; a cache that cannot be written is said in one line, never raised.
+    Columns added to the CSV or reordered do not matter: it is reused, and written back as this
+    module writes it."""
+    say = say or (lambda line: None)
     params = dict(DEFAULTS, **params)
     key = cache_key(md5s, features, params)
     csv_path, key_path = coords_paths(page_path)
-    coords = _cached(csv_path, key_path, key, md5s)
+    coords, why, sealed = _cached(csv_path, key_path, key, md5s)
     reused = coords is not None
     if reused:
-        if say:
-            say("reused the map coordinates in %s" % csv_path)
+        say("reused the map coordinates in %s" % csv_path)
     else:
+        if why:
+            say("ignored the coordinates cache %s: %s; computing the map again" % (printable(csv_path), why))
         coords = project(features, say=say, **params)
-    write_coords(csv_path, md5s, coords, paths, only_if_changed=reused)
-    if not reused:  # the key goes last: it vouches for the CSV beside it
-        with atomic_write(key_path, "w") as f:
-            json.dump({"key": key, "params": params, "n": len(md5s)}, f, sort_keys=True)
-            f.write("\n")
+    text = coords_csv_text(md5s, coords, paths)
+    try:
+        if not (reused and sealed and _file_text(csv_path) == text):  # else: nothing to write
+            with atomic_write(csv_path, "w") as f:
+                f.write(text)
+            with atomic_write(key_path, "w") as f:  # the key goes last: it vouches for the CSV beside it
+                json.dump({"key": key, "params": params, "n": len(md5s),
+                           "coords_sha256": coords_digest(md5s, coords)}, f, sort_keys=True)
+                f.write("\n")
+    except OSError as exc:
+        say("could not write the coordinates cache %s (%s): the map will be computed again next time" % (
+            printable(csv_path), os_reason(exc)))
     return coords, reused
 
 
+MAX_KEY_BYTES = 1 << 16  # a key file is a few hundred bytes: anything much bigger is not ours
+
+
 def _cached(csv_path, key_path, key, md5s):
-    """The cached coordinates when the key file matches ``key`` and the CSV lists ``md5s``, else None."""
+    """``(coords, "", sealed)`` from a cache whose key is ``key`` and whose CSV lists ``md5s`` in
+    order with finite coordinates, those the key's hash vouches for; else ``(None, reason, False)``,
+    reason "" when there is simply no cache or the inputs changed. ``sealed``: the key holds that
+    hash (keys written before it existed do not; they are still read)."""
     try:
-        with open(key_path, encoding="utf-8") as f:
-            if json.load(f).get("key") != key:
-                return None
-        table = read_coords(csv_path)
-    except (OSError, ValueError, AttributeError):
-        return None
-    return table.xy if table.md5s == list(md5s) else None
+        with open(key_path, "rb") as f:
+            raw = f.read(MAX_KEY_BYTES + 1)
+    except FileNotFoundError:
+        return None, ("its key file %s is missing" % printable(key_path)
+                      if os.path.lexists(csv_path) else ""), False
+    except OSError as exc:
+        return None, "cannot read its key file (%s)" % os_reason(exc), False
+    try:
+        stored = json.loads(raw.decode("utf-8")) if len(raw) <= MAX_KEY_BYTES else None
+    except ValueError:
+        stored = None
+    if not isinstance(stored, dict) or not isinstance(stored.get("key"), str):
+        return None, "its key file %s is not one this program wrote" % printable(key_path), False
+    if stored["key"] != key:
+        return None, "", False  # the inputs or the parameters changed: not a problem to report
+    try:
+        text = _file_text(csv_path)
+    except OSError as exc:
+        return None, "cannot read it (%s)" % os_reason(exc), False
+    except ValueError:
+        return None, "it is not UTF-8 text", False
+    try:
+        table = parse_coords(text, "the CSV")
+    except ValueError as exc:
+        return None, str(exc), False
+    if table.md5s != list(md5s):
+        return None, "it lists other photos than its key says", False
+    if not np.isfinite(table.xy).all():
+        return None, "a coordinate is not finite", False
+    sealed = "coords_sha256" in stored
+    if sealed and stored["coords_sha256"] != coords_digest(table.md5s, table.xy):
+        return None, "its coordinates were changed after they were written", False
+    return table.xy, "", sealed
+
+
+def _file_text(path) -> str:
+    """The UTF-8 text of ``path``, newlines as they are (``OSError``/``ValueError`` when unreadable)."""
+    with open(path, newline="", encoding="utf-8") as f:
+        return f.read()
+
+
+def coords_digest(md5s, xy) -> str:
+    """sha256 of the md5s and their coordinates (float64, as the CSV's ``repr`` round-trips them)."""
+    h = hashlib.sha256("\n".join(md5s).encode())
+    h.update(np.ascontiguousarray(xy, dtype="<f8").tobytes())
+    return h.hexdigest()
 
 
 # --- the coordinates CSV -----------------------------------------------------------------------------
@@ -142,36 +203,29 @@ def coords_csv_text(md5s, coords, paths) -> str:
     return buf.getvalue()
 
 
-def write_coords(csv_path, md5s, coords, paths, only_if_changed=False) -> None:
-    """Write the coordinates CSV atomically (skipped when ``only_if_changed`` and it is identical)."""
-    text = coords_csv_text(md5s, coords, paths)
-    if only_if_changed:
-        try:
-            with open(csv_path, newline="", encoding="utf-8") as f:
-                if f.read() == text:
-                    return
-        except OSError:
-            pass
-    with atomic_write(csv_path, "w") as f:
-        f.write(text)
-
-
 def read_coords(csv_path) -> Coords:
     """Read a coordinates CSV by its header's names, so columns added later (or in another order)
     do not matter; ``path`` may be absent (''). Raises ``OSError`` or ``ValueError`` (not a
     coordinates CSV: no md5/x/y columns, a short row or a bad number)."""
-    with open(csv_path, newline="", encoding="utf-8") as f:
-        rows = csv.reader(f)
-        header = next(rows, None)
-        if header is None or not {"md5", "x", "y"} <= set(header):
-            raise ValueError("%s: not a coordinates CSV (no md5, x, y header)" % csv_path)
-        col = {name: header.index(name) for name in HEADER if name in header}
-        md5s, xy, paths = [], [], []
-        for n, row in enumerate(rows, 2):
-            try:
-                md5s.append(row[col["md5"]])
-                xy.append((float(row[col["x"]]), float(row[col["y"]])))
-                paths.append(row[col["path"]] if "path" in col else "")
-            except (IndexError, ValueError):
-                raise ValueError("%s line %d: not a coordinates row" % (csv_path, n)) from None
+    return parse_coords(_file_text(csv_path), csv_path)
+
+
+def parse_coords(text: str, name="coordinates CSV") -> Coords:
+    """:func:`read_coords` of the CSV's ``text`` (``name`` only for the messages)."""
+    try:
+        rows = list(csv.reader(io.StringIO(text, newline="")))
+    except csv.Error as exc:
+        raise ValueError("%s: not a CSV file (%s)" % (name, exc)) from None
+    header = rows[0] if rows else None
+    if header is None or not {"md5", "x", "y"} <= set(header):
+        raise ValueError("%s: not a coordinates CSV (no md5, x, y header)" % name)
+    col = {h: header.index(h) for h in HEADER if h in header}
+    md5s, xy, paths = [], [], []
+    for n, row in enumerate(rows[1:], 2):
+        try:
+            md5s.append(row[col["md5"]])
+            xy.append((float(row[col["x"]]), float(row[col["y"]])))
+            paths.append(row[col["path"]] if "path" in col else "")
+        except (IndexError, ValueError):
+            raise ValueError("%s line %d: not a coordinates row" % (name, n)) from None
     return Coords(md5s, np.array(xy, dtype=np.float64).reshape(-1, 2), paths)

@@ -93,7 +93,7 @@ def test_vectors_with_nan_or_infinity_are_left_out_and_counted(tmp_path, stage3)
     features.save_vector(features.feature_path_for_md5(feats, fake_md5(2)), np.full(24, np.inf))
     photos = join(meta_path, thumbs, feats)
     assert photos.md5s == [fake_md5(i) for i in (0, 3, 4, 5)] and np.isfinite(photos.features).all()
-    assert summary(photos) == "4 photos (4 files) on the map; left out: 2 vectors with NaN or infinite values"
+    assert summary(photos) == "4 photos (4 files) on the map; left out: 2 non-finite vectors"
     rc, err = stage3(*main_args(meta_path, thumbs, feats, tmp_path / "map.html"))
     assert rc == 0, err
     assert [r[0] for r in read_csv(tmp_path / "map.coords.csv")[1:]] == photos.md5s
