@@ -30,7 +30,7 @@ import tempfile
 
 import numpy as np
 
-from photomap import features, meta
+from photomap import featureload, features, meta
 from photomap.thumbs import DEFAULT_EXTENSIONS, crawl
 from photomap_tools import quality
 
@@ -128,8 +128,9 @@ def score(args, originals, copies, log, photos_in, feats, page):
         rows = list(csv.DictReader(f))
     order = [r["md5"] for r in rows]
     coords = np.array([[float(r["x"]), float(r["y"])] for r in rows])
-    feat, found, _ = features.load_for_md5s(feats, order)
-    assert found == order, "every mapped point has a feature vector"
+    got = featureload.load_matrix(feats, [features.feature_name(meta.thumb_name(m)) for m in order])
+    feat = got.matrix
+    assert len(got.kept) == len(order), "every mapped point has a feature vector"
     index = {md5: i for i, md5 in enumerate(order)}
 
     pairs, siblings = [], {}
