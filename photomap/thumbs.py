@@ -6,7 +6,7 @@ import os
 import signal
 import sys
 
-from . import fsutil, meta, report
+from . import exif, fsutil, infolog, meta, report
 from .report import SetupError, Tally, printable
 
 STAGE = "process_photos"
@@ -208,10 +208,11 @@ def render_thumbnail(img, size):
 def make_thumbnail(path, out_dir=None, size=None, max_pixels=None):
     """Make ``<out_dir>/<md5>.jpg`` for the photo at ``path``; never raises for bad input.
 
-    Returns ``(status, md5, reason)``: status is NEW, EXISTS (a thumbnail of these bytes was
+    Returns ``(status, md5, reason, info)``: status is NEW, EXISTS (a thumbnail of these bytes was
     already in place, so nothing was decoded), FAILED (bad input; md5 may be None) or
-    OUTPUT_ERROR (the thumbnail could not be written). ``md5`` is that of the file's bytes.
-    Defaults come from :func:`init_worker`.
+    OUTPUT_ERROR (the thumbnail could not be written). ``md5`` is that of the file's bytes;
+    ``info`` its :class:`~photomap.exif.PhotoInfo` (date taken, camera, GPS) from the same read,
+    ``None`` when FAILED. Defaults come from :func:`init_worker`.
     """
     from PIL import Image
 
@@ -221,19 +222,20 @@ def make_thumbnail(path, out_dir=None, size=None, max_pixels=None):
     try:
         with open(path, "rb") as f:
             data = f.read()
+            mtime = os.fstat(f.fileno()).st_mtime
     except FileNotFoundError:
-        return FAILED, None, "vanished before it could be read"
+        return FAILED, None, "vanished before it could be read", None
     except IsADirectoryError:
-        return FAILED, None, "not a file"
+        return FAILED, None, "not a file", None
     except OSError as exc:
-        return FAILED, None, "cannot read: %s" % (exc.strerror or exc)
+        return FAILED, None, "cannot read: %s" % (exc.strerror or exc), None
     if not data:
-        return FAILED, None, "empty file"
+        return FAILED, None, "empty file", None
     md5 = hashlib.md5(data).hexdigest()
     dest = os.path.join(out_dir, meta.thumb_name(md5))
     try:
         if os.path.getsize(dest) > 0:  # written atomically, so complete
-            return EXISTS, md5, None
+            return EXISTS, md5, None, info_from_bytes(data, mtime)
     except OSError:
         pass
     try:
@@ -241,18 +243,31 @@ def make_thumbnail(path, out_dir=None, size=None, max_pixels=None):
             pixels = img.width * img.height
             if max_pixels and pixels > max_pixels:
                 return FAILED, md5, "too large: %s > %g MP limit (--max-pixels)" % (
-                    _megapixels(pixels), max_pixels / 1e6)
+                    _megapixels(pixels), max_pixels / 1e6), None
+            info = exif.photo_info(img, mtime)
             thumb = render_thumbnail(img, size)
             buf = io.BytesIO()
             thumb.save(buf, "JPEG", quality=JPEG_QUALITY)
     except Exception as exc:  # noqa: BLE001 - any decoder failure (MemoryError too) is bad input
-        return FAILED, md5, report.image_error_reason(exc)
+        return FAILED, md5, report.image_error_reason(exc), None
     try:
         with fsutil.atomic_write(dest) as f:
             f.write(buf.getvalue())
     except OSError as exc:
-        return OUTPUT_ERROR, md5, "cannot write %s: %s" % (dest, exc.strerror or exc)
-    return NEW, md5, None
+        return OUTPUT_ERROR, md5, "cannot write %s: %s" % (dest, exc.strerror or exc), None
+    return NEW, md5, None, info
+
+
+def info_from_bytes(data, mtime):
+    """The :class:`~photomap.exif.PhotoInfo` of a photo's bytes already in memory, from its header
+    alone (no pixels decoded); one that cannot be opened gets only its ``mtime``."""
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            return exif.photo_info(img, mtime)
+    except Exception:  # noqa: BLE001 - its thumbnail exists, so it was readable once; keep the mtime
+        return exif.photo_info(None, mtime)
 
 
 def _worker(path):
@@ -291,12 +306,15 @@ def default_jobs() -> int:
 
 def run(root=".", out_dir=None, size=DEFAULT_SIZE, file_list=None, extensions=DEFAULT_EXTENSIONS,
         jobs=None, quiet=False, verbose=False, retry_errors=False,
-        max_pixels=DEFAULT_MAX_PIXELS) -> int:
+        max_pixels=DEFAULT_MAX_PIXELS, backfill_info=False) -> int:
     """Thumbnail every photo under ``root`` into ``out_dir`` and print its .meta line.
 
     ``file_list`` is the .meta of an earlier run: paths listed there are skipped without being
     opened (failed ones too, unless ``retry_errors``). Lines go to stdout as each thumbnail
-    lands; progress, per-file failures and the summary go to stderr. Returns the exit status
+    lands; progress, per-file failures and the summary go to stderr. Each new photo's date taken,
+    camera and GPS go into ``<out_dir>.info`` (:mod:`photomap.infolog`) before its line;
+    ``backfill_info`` first records them for listed photos that lack them, reading only those
+    originals. Returns the exit status
     (0 completed, 130 interrupted, 1 output failure); raises :class:`SetupError` before any work
     for a missing ``root``, an unwritable ``out_dir`` or an unreadable ``file_list``.
     """
@@ -326,6 +344,8 @@ def run(root=".", out_dir=None, size=DEFAULT_SIZE, file_list=None, extensions=DE
         fsutil.check_writable_dir(out_dir)
     except OSError as exc:
         raise SetupError("cannot write to thumbnail folder %s: %s" % (out_dir, exc.strerror or exc))
+    if backfill_info and file_list is None:
+        raise SetupError("--backfill-info needs -l META: it fills in the photos that file lists")
     log = meta.MetaLog()
     fresh_note = None
     if file_list is not None:
@@ -335,6 +355,10 @@ def run(root=".", out_dir=None, size=DEFAULT_SIZE, file_list=None, extensions=DE
             fresh_note = "%s not found: starting fresh" % file_list
         except OSError as exc:
             raise SetupError("cannot read file list %s: %s" % (file_list, exc.strerror or exc))
+    try:
+        info_log = infolog.InfoWriter(out_dir)
+    except (OSError, ValueError) as exc:
+        raise SetupError("cannot use photo info file: %s" % (getattr(exc, "strerror", None) or exc))
     write_line = _line_writer(sys.stdout)
 
     # ---- the run
@@ -359,6 +383,9 @@ def run(root=".", out_dir=None, size=DEFAULT_SIZE, file_list=None, extensions=DE
     status, finished = 0, False
     bar = pool = None
     try:
+        if backfill_info:
+            from .backfill import backfill
+            backfill(log, info_log, jobs, (out_dir, size, max_pixels), quiet)
         todo = []
         for path in crawl(root, extensions, exclude={out_key}, on_error=tally.fail):
             if path in listed:
@@ -380,7 +407,7 @@ def run(root=".", out_dir=None, size=DEFAULT_SIZE, file_list=None, extensions=DE
             # Small chunks keep the output flowing in order and lose little work to a kill.
             chunksize = max(1, min(4, len(todo) // (jobs * 64)))
             results = pool.imap(_worker, todo, chunksize)
-        for path, (state, md5, reason) in results:
+        for path, (state, md5, reason, info) in results:
             bar.update(1)
             if state == OUTPUT_ERROR:
                 bar.close()
@@ -391,6 +418,7 @@ def run(root=".", out_dir=None, size=DEFAULT_SIZE, file_list=None, extensions=DE
                 write_line(meta.format_error(path, reason))
                 tally.fail(path, reason, progress=None if bar.disable else bar)
                 continue
+            info_log.add(md5, info)  # before the .meta line: a listed path is never redone
             write_line(meta.format_entry(md5, path))
             if md5 in known_md5:
                 kind = "duplicates"
@@ -411,6 +439,7 @@ def run(root=".", out_dir=None, size=DEFAULT_SIZE, file_list=None, extensions=DE
         except OSError:
             pass
     finally:
+        info_log.close()
         if bar is not None:
             bar.close()
         if pool is not None:
