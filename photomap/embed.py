@@ -13,7 +13,7 @@ import sys
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 
-from . import features, fsutil, report
+from . import classifier, features, fsutil, report
 from .report import SetupError, Tally, printable
 
 STAGE = "embeddings"
@@ -82,6 +82,13 @@ def _read_state_dict(path):
     return obj
 
 
+def weight_categories(name: str) -> list:
+    """The class names of model ``name``'s default weights (``meta["categories"]``; never downloads)."""
+    from torchvision.models import get_model_weights
+
+    return list(get_model_weights(name).DEFAULT.meta.get("categories") or [])
+
+
 def load_model(name: str, weights_path=None):
     """Build model ``name`` with its weights, as for classification.
 
@@ -131,11 +138,9 @@ def load_model(name: str, weights_path=None):
     return model, {"weights": str(default)}, transforms
 
 
-def feature_head(model):
-    """Replace the last ``nn.Linear`` (the classifier) with Identity, so the model outputs its input.
-
-    Returns ``(model, dim)``; raises :class:`SetupError` for a model without a Linear layer.
-    """
+def last_linear(model):
+    """``(qualified name, module)`` of the last ``nn.Linear`` of ``model`` (its classifier);
+    raises :class:`SetupError` for a model without one."""
     import torch.nn as nn
 
     last = None
@@ -144,7 +149,17 @@ def feature_head(model):
             last = (qualified, module)
     if last is None:
         raise SetupError("model has no final Linear classifier layer to take features from")
-    qualified, linear = last
+    return last
+
+
+def feature_head(model):
+    """Replace the last ``nn.Linear`` (the classifier) with Identity, so the model outputs its input.
+
+    Returns ``(model, dim)``; raises :class:`SetupError` for a model without a Linear layer.
+    """
+    import torch.nn as nn
+
+    qualified, linear = last_linear(model)
     parent_name, _, attr = qualified.rpartition(".")
     parent = model.get_submodule(parent_name) if parent_name else model
     setattr(parent, attr, nn.Identity())
@@ -532,8 +547,10 @@ def run(paths, out_dir, model_name=DEFAULT_MODEL, batch_size=None, workers=None,
     except OSError as exc:
         raise SetupError("cannot write to output folder %s: %s" % (out_dir, exc.strerror or exc))
     model, weights_info, transforms = load_model(model_name, weights_path)
-    model, dim = feature_head(model)
     preprocess = Preprocess(transforms)
+    head = classifier.Head(out_dir, model, last_linear(model)[1], preprocess.crop_size,
+                           weight_categories(model_name))
+    model, dim = feature_head(model)
     sidecar = dict(weights_info, model=model_name, preprocessing=preprocess.describe(),
                    precision=prec, dim=dim)
     try:
@@ -550,6 +567,10 @@ def run(paths, out_dir, model_name=DEFAULT_MODEL, batch_size=None, workers=None,
         if old.get("precision") not in (None, prec):
             sidecar["precision"] = ",".join(sorted(set(str(old["precision"]).split(",")) | {prec}))
             info("note: %s already holds %s vectors; adding %s ones" % (out_dir, old["precision"], prec))
+    kept, note = head.keep(old)
+    sidecar.update(kept)
+    if note:
+        info(note)
     features.write_sidecar(out_dir, sidecar)
     removed = fsutil.remove_stray_temps(out_dir)
 

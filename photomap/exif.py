@@ -3,6 +3,7 @@ image already opened for its thumbnail, so the original is never read twice."""
 import datetime
 import math
 import re
+import warnings
 from dataclasses import dataclass
 from typing import Optional
 
@@ -126,7 +127,9 @@ def photo_info(img, mtime=None) -> PhotoInfo:
     copy's mtime says nothing better. Never raises: a broken EXIF block gives what could be read.
     """
     try:
-        exif = _header_exif(img)
+        with warnings.catch_warnings():  # Pillow warns "Corrupt EXIF data" on stderr for each such photo
+            warnings.simplefilter("ignore")
+            exif = _header_exif(img)
     except Exception:  # noqa: BLE001 - a corrupt EXIF block is not worth losing the photo
         exif = None
     if exif is None:

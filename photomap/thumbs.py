@@ -357,8 +357,11 @@ def run(root=".", out_dir=None, size=DEFAULT_SIZE, file_list=None, extensions=DE
             raise SetupError("cannot read file list %s: %s" % (file_list, exc.strerror or exc))
     try:
         info_log = infolog.InfoWriter(out_dir)
-    except (OSError, ValueError) as exc:
-        raise SetupError("cannot use photo info file: %s" % (getattr(exc, "strerror", None) or exc))
+    except OSError as exc:
+        raise SetupError("cannot write photo info file %s: %s" % (
+            infolog.info_path(out_dir), exc.strerror or exc))
+    except ValueError as exc:
+        raise SetupError("cannot use photo info file: %s" % exc)
     write_line = _line_writer(sys.stdout)
 
     # ---- the run

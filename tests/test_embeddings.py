@@ -74,7 +74,7 @@ def test_hub_cache_vectors_size_dtype_identity_and_differences(tmp_path, torch_h
     assert err[0] == "embeddings: device cpu (%d threads), precision %s" % (
         torch.get_num_threads(), "bf16 (oneDNN layout)" if embed.cpu_has_native_bf16() else "fp32")
     assert err[-1].startswith("embeddings: 4 embedded, 0 skipped existing, 0 failed in ")
-    assert npy_files(out) == sorted(["features.json", "twin.jpg.npy"] +
+    assert npy_files(out) == sorted(["classifier.npz", "features.json", "twin.jpg.npy"] +
                                     [os.path.basename(p) + ".npy" for p in photos])
     raw = np.load(out / "photo00.jpg.npy")
     assert raw.dtype == np.float32 and raw.shape == (512,)
@@ -215,7 +215,7 @@ def test_existing_vectors_are_skipped_unopened_and_overwrite_redoes(tmp_path, ra
     assert "embeddings: removed 1 temporary files left by an interrupted run" in err
     status, err = run(capsys, "-o", out, *w, "--overwrite", photos[1])
     assert err[-1].startswith("embeddings: 1 embedded, 0 skipped existing")
-    assert npy_files(out) == ["features.json", "photo00.jpg.npy", "photo01.jpg.npy"]
+    assert npy_files(out) == ["classifier.npz", "features.json", "photo00.jpg.npy", "photo01.jpg.npy"]
 
 
 # ------------------------------------------------------------------------------------ the folder contract
@@ -247,7 +247,7 @@ def test_folder_of_other_weights_or_model_is_refused(tmp_path, random_weights, c
     status, err = run(capsys, "-o", out, *CPU, "--weights", random_weights, photos[1])
     assert status == 2 and len(err) == 1
     assert err[0].startswith("error: cannot read features.json in %s: " % out)
-    assert npy_files(out) == ["features.json", "photo00.jpg.npy"]
+    assert npy_files(out) == ["classifier.npz", "features.json", "photo00.jpg.npy"]
 
 
 def test_same_basename_from_two_folders_refuses_the_later(tmp_path, random_weights, capsys):
@@ -297,7 +297,7 @@ def test_each_bad_input_is_one_line_and_the_rest_is_unharmed(tmp_path, random_we
     ]
     assert err[-1].startswith("embeddings: 4 embedded, 0 skipped existing, 6 failed (missing file x2, "
                               "truncated image x2, empty file x1) in ")
-    assert npy_files(out) == sorted(["features.json", "photo00.jpg.npy", "photo01.jpg.npy",
+    assert npy_files(out) == sorted(["classifier.npz", "features.json", "photo00.jpg.npy", "photo01.jpg.npy",
                                      "photo02.jpg.npy", "été ü 写真.jpg.npy"])
     clean = tmp_path / "clean"
     assert run(capsys, "-o", clean, *CPU, "--weights", random_weights, *good)[0] == 0
@@ -388,7 +388,7 @@ def test_stdin_dash_with_blank_lines_and_crlf(tmp_path, random_weights):
                          input=stdin, capture_output=True, timeout=120)
     assert res.returncode == 0, res.stderr
     assert res.stdout == b"", "stdout carries no logs"
-    assert npy_files(tmp_path / "feats") == ["features.json", "photo00.jpg.npy", "photo01.jpg.npy"]
+    assert npy_files(tmp_path / "feats") == ["classifier.npz", "features.json", "photo00.jpg.npy", "photo01.jpg.npy"]
 
 
 def test_ctrl_c_during_start_up_is_one_line(tmp_path, random_weights):
