@@ -54,12 +54,13 @@ def load(features_dir, dim=None):
     path = path_in(features_dir)
     try:
         with np.load(path, allow_pickle=False) as data:
+            missing = [key for key in ("weight", "bias", "categories") if key not in data.files]
+            if missing:
+                return None, "%s lacks the array %s" % (path, ", ".join(missing))
             weight, bias, names = data["weight"], data["bias"], data["categories"]
     except FileNotFoundError:
         return None, "no %s in %s (made by an older stage 2 or a model without one; run " \
                      "embeddings.py again on that folder to add it)" % (NAME, features_dir)
-    except KeyError as exc:
-        return None, "%s lacks the array %s" % (path, exc)
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         return None, "%s is unreadable (%s)" % (path, " ".join(str(exc).split())[:120])
     if weight.ndim != 2 or bias.ndim != 1 or names.ndim != 1 \

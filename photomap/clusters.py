@@ -48,8 +48,35 @@ def find_clusters(coords, min_size=None, min_samples=DEFAULT_MIN_SAMPLES) -> np.
     min_size = min_cluster_size(n) if min_size is None else int(min_size)
     if n < 2 * min_size or not np.isfinite(coords).all():
         return np.full(n, UNCLUSTERED, np.int32)
-    raw = np.asarray(_hdbscan(coords, min_size, max(1, min(min_samples, min_size))))
-    return order_by_size(raw, coords)
+    min_samples = max(1, min(min_samples, min_size))
+    raw = np.asarray(_hdbscan(coords, min_size, min_samples))
+    return order_by_size(trim_stragglers(raw, coords, min_samples), coords)
+
+
+def trim_stragglers(labels, coords, min_samples=DEFAULT_MIN_SAMPLES) -> np.ndarray:
+    """``labels`` with the stragglers of each cluster made unclustered.
+
+    HDBSCAN keeps in an island every photo still attached to it when the island parts from the rest
+    of the map, so lone photos scattered in the gap beside an island take its colour. A member is a
+    straggler when the distance to its ``min_samples``-th neighbour (HDBSCAN's core distance: how
+    sparse the map is around it) is far out of line with its island's: beyond Tukey's outer fence,
+    Q3 + 3 * IQR of that cluster's core distances. Returns a new array."""
+    from scipy.spatial import cKDTree
+
+    labels = np.array(labels, copy=True)
+    clustered = np.flatnonzero(labels >= 0)
+    if not len(clustered):
+        return labels
+    core = cKDTree(coords).query(coords[clustered], k=min_samples + 1, workers=-1)[0][:, -1]
+    order = np.argsort(labels[clustered], kind="stable")
+    ids = labels[clustered][order]
+    starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
+    for lo, hi in zip(starts, np.r_[starts[1:], len(ids)]):
+        members = order[lo:hi]
+        q1, q3 = np.quantile(core[members], [0.25, 0.75])
+        out = members[core[members] > q3 + 3 * (q3 - q1)]
+        labels[clustered[out]] = UNCLUSTERED
+    return labels
 
 
 def order_by_size(labels, coords) -> np.ndarray:
