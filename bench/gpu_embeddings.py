@@ -5,7 +5,7 @@
     .venv/bin/python bench/gpu_embeddings.py --device cpu -n 300    # dry run of every part on a CPU
 
 One prepared script for a machine lent for a few minutes: it makes N distinct-named 224px
-thumbnails (1000 photo-like ones from bench_embeddings.py, copied under new names), saves random
+thumbnails (1000 photo-like ones from photomap_tools.sample, copied under new names), saves random
 resnet18 weights (no download needed), then times separately
   1. the network alone on the device (synthetic batches, as embeddings.py prepares the model),
   2. decoding alone (the DataLoader workers embeddings.py uses, pinned batches, no model),
@@ -20,16 +20,15 @@ import subprocess
 import sys
 import time
 
+from photomap_tools import synthetic
+from photomap_tools.sample import make_thumbnails
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-sys.path.insert(0, ROOT)
-sys.path.insert(0, HERE)
 
 
 def thumbnails(folder, n):
     """``n`` thumbnails in ``folder``: 1000 distinct images, repeated under distinct names."""
-    from bench_embeddings import make_thumbnails
-
     base = make_thumbnails(os.path.join(folder, "base"), min(n, 1000))
     files = os.path.join(folder, "n%d" % n)
     marker = os.path.join(files, ".complete")
@@ -116,7 +115,6 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
 
     import torch
-    import torchvision
 
     from photomap import embed
 
@@ -130,10 +128,7 @@ def main(argv=None) -> int:
 
     t = time.perf_counter()
     paths = thumbnails(args.out, args.count)
-    weights = os.path.join(args.out, "resnet18-random.pth")
-    if not os.path.exists(weights):
-        torch.manual_seed(0)
-        torch.save(torchvision.models.resnet18().state_dict(), weights)
+    weights = synthetic.random_weights(os.path.join(args.out, "resnet18-random.pth"))
     print("%d thumbnails ready (%.1fs)" % (len(paths), time.perf_counter() - t), flush=True)
 
     rates = {}

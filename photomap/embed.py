@@ -7,6 +7,7 @@ network. The main process converts a batch to float and normalises it on the dev
 on oneDNN's own layout, elsewhere channels_last under bf16/fp16 autocast) and hands the float32
 vectors to a writer thread that saves them atomically through :mod:`photomap.features`.
 """
+import contextlib
 import difflib
 import os
 import sys
@@ -123,8 +124,9 @@ def load_model(name: str, weights_path=None):
         return model, info, transforms
 
     cached = hub_checkpoint_path(default)
-    try:  # torch.hub says "Downloading: ..." and shows its progress bar when the file is not cached
-        model = get_model(name, weights=default)
+    try:  # torch.hub says "Downloading: ..." (on stdout: moved to stderr) and shows its progress bar
+        with contextlib.redirect_stdout(sys.stderr):
+            model = get_model(name, weights=default)
     except OSError as exc:  # urllib's URLError/HTTPError and socket errors are OSErrors
         if os.path.exists(cached):
             raise SetupError("cannot read cached weights %s: %s (delete it to download again, or "

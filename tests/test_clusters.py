@@ -67,8 +67,10 @@ def test_each_island_is_one_cluster_by_size_and_scattered_photos_stay_unclustere
 
 def test_same_layout_same_ids_and_tiny_maps_do_not_fail():
     coords, _ = island_map(seed=3)
+    coords = np.round(coords, 1)  # many equal distances: the parallel engine's ties must not matter
     first = clusters.find_clusters(coords)
-    assert np.array_equal(first, clusters.find_clusters(coords.copy()))
+    for _ in range(3):
+        assert np.array_equal(first, clusters.find_clusters(coords.copy()))
     for n in range(5):
         assert np.array_equal(clusters.find_clusters(np.zeros((n, 2))), np.full(n, -1))
     same_point = clusters.find_clusters(np.ones((40, 2)))  # 40 copies of one point

@@ -8,15 +8,15 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
 
-from conftest import RESNET18_CHECKPOINT, ROOT, make_photo
+from conftest import RESNET18_CHECKPOINT, ROOT, make_photo, wait_until
 
-import embeddings
 from photomap import classifier, embed, features
+from photomap.commands import embeddings
+from photomap_tools import synthetic
 
 SCRIPT = os.path.join(ROOT, "embeddings.py")
 CPU = ["--device", "cpu", "-j", "1", "-b", "4"]
@@ -41,11 +41,14 @@ def photo_crops(folder, n, size=224):
     return paths
 
 
-def run(capsys, *args):
-    """``main`` in this process; returns (exit status, stderr lines)."""
-    status = embeddings.main([str(a) for a in args])
-    err = capsys.readouterr().err
-    return status, err.splitlines()
+@pytest.fixture
+def stage2(run_main):
+    """``stage2(*args)``: embeddings.py's main in this process; returns (exit status, stderr lines)."""
+    def run(*args):
+        status, out, err = run_main(embeddings.main, *args)
+        assert out == "", "stdout carries no logs"
+        return status, err
+    return run
 
 
 def vec(folder, path):
@@ -62,14 +65,14 @@ def npy_files(folder):
 
 # ------------------------------------------------------------------------------------ vectors
 
-def test_hub_cache_vectors_size_dtype_identity_and_differences(tmp_path, torch_home, capsys):
+def test_hub_cache_vectors_size_dtype_identity_and_differences(tmp_path, torch_home, stage2):
     import torch
 
     photos = photo_crops(tmp_path / "in", 3)
     twin = str(tmp_path / "in" / "twin.jpg")
     shutil.copyfile(photos[0], twin)
     out = tmp_path / "feats"
-    status, err = run(capsys, "-o", out, *CPU, *photos, twin)
+    status, err = stage2("-o", out, *CPU, *photos, twin)
     assert status == 0, err
     assert err[0] == "embeddings: device cpu (%d threads), precision %s" % (
         torch.get_num_threads(), "bf16 (oneDNN layout)" if embed.cpu_has_native_bf16() else "fp32")
@@ -88,10 +91,10 @@ def test_hub_cache_vectors_size_dtype_identity_and_differences(tmp_path, torch_h
 
     # Deterministic, and the --weights route with the same file gives the same vectors.
     again = tmp_path / "again"
-    assert run(capsys, "-o", again, *CPU, *photos)[0] == 0
+    assert stage2("-o", again, *CPU, *photos)[0] == 0
     weights = torch_home / "hub" / "checkpoints" / RESNET18_CHECKPOINT
     local = tmp_path / "local"
-    assert run(capsys, "-o", local, *CPU, "--weights", weights, *photos)[0] == 0
+    assert stage2("-o", local, *CPU, "--weights", weights, *photos)[0] == 0
     for p in photos:
         assert np.array_equal(vec(out, p), vec(again, p))
         assert np.array_equal(vec(out, p), vec(local, p))
@@ -99,11 +102,11 @@ def test_hub_cache_vectors_size_dtype_identity_and_differences(tmp_path, torch_h
     assert re.fullmatch(r"sha256:[0-9a-f]{64}", side["weights"])
 
 
-def test_bf16_keeps_cosine_to_fp32_on_photos(tmp_path, random_weights, capsys):
+def test_bf16_keeps_cosine_to_fp32_on_photos(tmp_path, random_weights, stage2):
     photos = photo_crops(tmp_path / "in", 6)
     w = ["--weights", random_weights] + CPU
-    assert run(capsys, "-o", tmp_path / "fp32", "--precision", "fp32", *w, *photos)[0] == 0
-    assert run(capsys, "-o", tmp_path / "bf16", "--precision", "bf16", *w, *photos)[0] == 0
+    assert stage2("-o", tmp_path / "fp32", "--precision", "fp32", *w, *photos)[0] == 0
+    assert stage2("-o", tmp_path / "bf16", "--precision", "bf16", *w, *photos)[0] == 0
     assert json.loads((tmp_path / "bf16" / "features.json").read_text())["precision"] == "bf16"
     for p in photos:
         assert cosine(vec(tmp_path / "fp32", p), vec(tmp_path / "bf16", p)) >= 0.999
@@ -203,35 +206,30 @@ def test_onednn_copy_that_computes_otherwise_is_not_used(random_weights, monkeyp
     assert net.describe() == "bf16 autocast"
 
 
-def test_existing_vectors_are_skipped_unopened_and_overwrite_redoes(tmp_path, random_weights, capsys):
+def test_existing_vectors_are_skipped_unopened_and_overwrite_redoes(tmp_path, random_weights, stage2):
     photos = photo_crops(tmp_path / "in", 2)
     out = tmp_path / "feats"
     w = ["--weights", random_weights] + CPU
-    assert run(capsys, "-o", out, *w, photos[0])[0] == 0
+    assert stage2("-o", out, *w, photos[0])[0] == 0
     os.remove(photos[0])  # skipped without decoding: it need not even exist any more
     (out / ".tmp-photo00.jpg.npy.x1y2").write_bytes(b"left by a killed run")
-    status, err = run(capsys, "-o", out, *w, photos[0], photos[1])
+    status, err = stage2("-o", out, *w, photos[0], photos[1])
     assert status == 0 and err[-1].startswith("embeddings: 1 embedded, 1 skipped existing, 0 failed")
     assert "embeddings: removed 1 temporary files left by an interrupted run" in err
-    status, err = run(capsys, "-o", out, *w, "--overwrite", photos[1])
+    status, err = stage2("-o", out, *w, "--overwrite", photos[1])
     assert err[-1].startswith("embeddings: 1 embedded, 0 skipped existing")
     assert npy_files(out) == ["classifier.npz", "features.json", "photo00.jpg.npy", "photo01.jpg.npy"]
 
 
 # ------------------------------------------------------------------------------------ the folder contract
 
-def test_folder_of_other_weights_or_model_is_refused(tmp_path, random_weights, capsys):
-    import torch
-    import torchvision
-
+def test_folder_of_other_weights_or_model_is_refused(tmp_path, random_weights, stage2):
     photos = photo_crops(tmp_path / "in", 2)
     out = tmp_path / "feats"
-    assert run(capsys, "-o", out, *CPU, "--weights", random_weights, photos[0])[0] == 0
-    other = tmp_path / "other.pth"
-    torch.manual_seed(1)
-    torch.save(torchvision.models.resnet18().state_dict(), other)
+    assert stage2("-o", out, *CPU, "--weights", random_weights, photos[0])[0] == 0
+    other = synthetic.random_weights(tmp_path / "other.pth", seed=1)
     old = json.loads((out / "features.json").read_text())["weights"]
-    status, err = run(capsys, "-o", out, *CPU, "--weights", other, photos[1])
+    status, err = stage2("-o", out, *CPU, "--weights", other, photos[1])
     assert status == 2
     assert err == ["error: %s holds vectors made with weights %s, not sha256:%s: use another output "
                    "folder (mixing them would make distances meaningless)" % (
@@ -239,36 +237,36 @@ def test_folder_of_other_weights_or_model_is_refused(tmp_path, random_weights, c
     side = json.loads((out / "features.json").read_text())
     side["model"] = "resnet50"
     (out / "features.json").write_text(json.dumps(side))
-    status, err = run(capsys, "-o", out, *CPU, "--weights", random_weights, photos[1])
+    status, err = stage2("-o", out, *CPU, "--weights", random_weights, photos[1])
     assert status == 2 and err == [
         "error: %s holds vectors made with model resnet50, not resnet18: use another output folder "
         "(mixing them would make distances meaningless)" % out]
     (out / "features.json").write_text('{"model": "resn')  # cut short by hand
-    status, err = run(capsys, "-o", out, *CPU, "--weights", random_weights, photos[1])
+    status, err = stage2("-o", out, *CPU, "--weights", random_weights, photos[1])
     assert status == 2 and len(err) == 1
     assert err[0].startswith("error: cannot read features.json in %s: " % out)
     assert npy_files(out) == ["classifier.npz", "features.json", "photo00.jpg.npy"]
 
 
-def test_same_basename_from_two_folders_refuses_the_later(tmp_path, random_weights, capsys):
+def test_same_basename_from_two_folders_refuses_the_later(tmp_path, random_weights, stage2):
     a = make_photo(tmp_path / "a" / "x.jpg", color=(200, 20, 20))
     b = make_photo(tmp_path / "b" / "x.jpg", color=(20, 20, 200))
     alias = str(tmp_path / "a" / ".." / "a" / "x.jpg")
     out = tmp_path / "feats"
-    status, err = run(capsys, "-o", out, *CPU, "--weights", random_weights, a, b, alias, a)
+    status, err = stage2("-o", out, *CPU, "--weights", random_weights, a, b, alias, a)
     assert status == 0
     assert err[1:] == ["embeddings: skipped %s: same basename as an earlier input: %s" % (b, a),
                        err[-1]]
     assert err[-1].startswith("embeddings: 1 embedded, 0 skipped existing, 1 failed "
                               "(same basename as an earlier input x1) in ")
     ref = tmp_path / "ref"
-    assert run(capsys, "-o", ref, *CPU, "--weights", random_weights, a)[0] == 0
+    assert stage2("-o", ref, *CPU, "--weights", random_weights, a)[0] == 0
     assert np.array_equal(vec(out, a), vec(ref, a)), "x.jpg.npy is the first input's vector"
 
 
 # ------------------------------------------------------------------------------------ bad input
 
-def test_each_bad_input_is_one_line_and_the_rest_is_unharmed(tmp_path, random_weights, capsys):
+def test_each_bad_input_is_one_line_and_the_rest_is_unharmed(tmp_path, random_weights, stage2):
     good = photo_crops(tmp_path / "in", 4)
     odd = tmp_path / "in" / "dir with space" / "été ü 写真.jpg"
     odd.parent.mkdir()
@@ -285,7 +283,7 @@ def test_each_bad_input_is_one_line_and_the_rest_is_unharmed(tmp_path, random_we
              good[2], truncated.with_name("t2.jpg")]
     shutil.copyfile(truncated, order[-1])
     out = tmp_path / "feats"
-    status, err = run(capsys, "-o", out, *CPU, "--weights", random_weights, *order)
+    status, err = stage2("-o", out, *CPU, "--weights", random_weights, *order)
     assert status == 0
     assert err[1:-1] == [
         "embeddings: skipped %s: missing file" % missing,
@@ -297,49 +295,49 @@ def test_each_bad_input_is_one_line_and_the_rest_is_unharmed(tmp_path, random_we
     ]
     assert err[-1].startswith("embeddings: 4 embedded, 0 skipped existing, 6 failed (missing file x2, "
                               "truncated image x2, empty file x1) in ")
-    assert npy_files(out) == sorted(["classifier.npz", "features.json", "photo00.jpg.npy", "photo01.jpg.npy",
-                                     "photo02.jpg.npy", "été ü 写真.jpg.npy"])
+    assert npy_files(out) == sorted(["classifier.npz", "features.json", "photo00.jpg.npy",
+                                     "photo01.jpg.npy", "photo02.jpg.npy", "été ü 写真.jpg.npy"])
     clean = tmp_path / "clean"
-    assert run(capsys, "-o", clean, *CPU, "--weights", random_weights, *good)[0] == 0
+    assert stage2("-o", clean, *CPU, "--weights", random_weights, *good)[0] == 0
     for p in good[:3]:
         assert np.allclose(vec(out, p), vec(clean, p), rtol=1e-4, atol=1e-4)
     assert np.allclose(vec(out, odd), vec(clean, good[3]), rtol=1e-4, atol=1e-4)
 
 
-def test_unknown_model_lists_close_matches(tmp_path, capsys):
-    status, err = run(capsys, "-o", tmp_path / "feats", "-m", "resnet81", "x.jpg")
+def test_unknown_model_lists_close_matches(tmp_path, stage2):
+    status, err = stage2("-o", tmp_path / "feats", "-m", "resnet81", "x.jpg")
     assert status == 2
     assert len(err) == 1 and err[0].startswith("error: unknown model 'resnet81'; close matches: resnet18")
     assert "resnet101" in err[0]
     assert not (tmp_path / "feats").exists()
 
 
-def test_cuda_without_gpu_stops_before_work(tmp_path, capsys):
+def test_cuda_without_gpu_stops_before_work(tmp_path, stage2):
     import torch
 
     if torch.cuda.is_available():
         pytest.skip("this machine has a CUDA GPU, so --device cuda is available")
-    status, err = run(capsys, "-o", tmp_path / "feats", "--device", "cuda", "x.jpg")
+    status, err = stage2("-o", tmp_path / "feats", "--device", "cuda", "x.jpg")
     assert status == 2 and len(err) == 1
     assert err[0].startswith("error: --device cuda: no CUDA GPU is available here")
     assert not (tmp_path / "feats").exists()
 
 
-def test_unwritable_output_stops_before_work(tmp_path, random_weights, capsys):
+def test_unwritable_output_stops_before_work(tmp_path, random_weights, stage2):
     photo = make_photo(tmp_path / "p.jpg")
     blocker = tmp_path / "file"
     blocker.write_text("a file where the folder should go")
-    status, err = run(capsys, "-o", blocker / "feats", *CPU, "--weights", random_weights, photo)
+    status, err = stage2("-o", blocker / "feats", *CPU, "--weights", random_weights, photo)
     assert status == 2
     assert err == ["error: cannot write to output folder %s: Not a directory" % (blocker / "feats")]
     if os.geteuid() != 0:  # root writes through permission bits: only the case above applies there
         locked = tmp_path / "locked"
         locked.mkdir(mode=0o500)
-        status, err = run(capsys, "-o", locked, *CPU, "--weights", random_weights, photo)
+        status, err = stage2("-o", locked, *CPU, "--weights", random_weights, photo)
         assert status == 2 and err == ["error: cannot write to output folder %s: Permission denied" % locked]
 
 
-def test_missing_weights_offline_names_url_cache_and_way_out(tmp_path, monkeypatch, capsys):
+def test_missing_weights_offline_names_url_cache_and_way_out(tmp_path, monkeypatch, stage2):
     def no_network(*args, **kwargs):
         raise OSError("network disabled by the test")
 
@@ -347,7 +345,7 @@ def test_missing_weights_offline_names_url_cache_and_way_out(tmp_path, monkeypat
     monkeypatch.setattr(socket.socket, "connect", no_network)
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty_home"))
     photo = make_photo(tmp_path / "p.jpg")
-    status, err = run(capsys, "-o", tmp_path / "feats", *CPU, photo)
+    status, err = stage2("-o", tmp_path / "feats", *CPU, photo)
     assert status == 2
     cache = tmp_path / "empty_home" / "hub" / "checkpoints" / RESNET18_CHECKPOINT
     assert err[-1] == ("error: cannot download weights https://download.pytorch.org/models/%s "
@@ -358,10 +356,10 @@ def test_missing_weights_offline_names_url_cache_and_way_out(tmp_path, monkeypat
     assert not os.listdir(tmp_path / "feats")
 
 
-def test_unreadable_weights_file_is_one_line(tmp_path, capsys):
+def test_unreadable_weights_file_is_one_line(tmp_path, stage2):
     bad = tmp_path / "bad.pth"
     bad.write_bytes(b"not a checkpoint")
-    status, err = run(capsys, "-o", tmp_path / "feats", *CPU, "--weights", bad, "x.jpg")
+    status, err = stage2("-o", tmp_path / "feats", *CPU, "--weights", bad, "x.jpg")
     assert status == 2 and len(err) == 1 and err[0].startswith("error: cannot read weights file %s: " % bad)
 
 
@@ -388,14 +386,32 @@ def test_stdin_dash_with_blank_lines_and_crlf(tmp_path, random_weights):
                          input=stdin, capture_output=True, timeout=120)
     assert res.returncode == 0, res.stderr
     assert res.stdout == b"", "stdout carries no logs"
-    assert npy_files(tmp_path / "feats") == ["classifier.npz", "features.json", "photo00.jpg.npy", "photo01.jpg.npy"]
+    assert npy_files(tmp_path / "feats") == ["classifier.npz", "features.json", "photo00.jpg.npy",
+                                             "photo01.jpg.npy"]
+
+
+def mapped_files(pid):
+    """The memory map of process ``pid`` (shared libraries it has loaded), or "" once it has ended."""
+    try:
+        with open("/proc/%d/maps" % pid) as f:
+            return f.read()
+    except FileNotFoundError:
+        return ""
 
 
 def test_ctrl_c_during_start_up_is_one_line(tmp_path, random_weights):
+    if not os.path.exists("/proc/self/maps"):
+        pytest.skip("no /proc here to see the command start importing torch")
     photos = photo_crops(tmp_path / "in", 1)
     proc = subprocess.Popen(cmd("-o", tmp_path / "feats", *CPU, "--weights", random_weights,
                                 *photos), stderr=subprocess.PIPE, text=True)
-    time.sleep(1.0)  # importing torch and torchvision alone takes longer than this
+
+    def importing_torch():
+        assert proc.poll() is None, "the run ended before it could be interrupted"
+        return "libtorch" in mapped_files(proc.pid)
+
+    # Start-up is under way once torch's library is loaded; the run still has seconds of it ahead.
+    wait_until(importing_torch, 60, "embeddings.py to load torch's library", 0.005)
     proc.send_signal(signal.SIGINT)
     err = proc.communicate(timeout=60)[1]
     assert proc.returncode == 130, err
@@ -422,13 +438,12 @@ def test_sigkill_then_rerun_ends_with_an_uninterrupted_runs_files(tmp_path, rand
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     proc.stdin.write(stdin)
     proc.stdin.close()
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        done = [n for n in os.listdir(killed) if n.endswith(".npy")] if killed.exists() else []
-        if len(done) >= 40:
-            break
-        time.sleep(0.01)
-    assert proc.poll() is None, "the run ended before it could be killed: %s" % proc.stderr.read()
+
+    def forty_written():
+        assert proc.poll() is None, "the run ended before it could be killed: %s" % proc.stderr.read()
+        return killed.exists() and sum(n.endswith(".npy") for n in os.listdir(killed)) >= 40
+
+    wait_until(forty_written, 120, "40 vectors written by the run to be killed", 0.01)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert proc.returncode == -signal.SIGKILL
@@ -459,14 +474,14 @@ def test_sigkill_then_rerun_ends_with_an_uninterrupted_runs_files(tmp_path, rand
 
 # ------------------------------------------------------------------------------------ the classifier kept
 
-def test_the_models_classifier_is_kept_and_maps_saved_vectors_to_its_logits(tmp_path, random_weights, capsys):
+def test_the_models_classifier_is_kept_and_maps_saved_vectors_to_its_logits(tmp_path, random_weights, stage2):
     import torch
     import torchvision
     from PIL import Image
 
     photos = photo_crops(tmp_path / "in", 3)
     out = tmp_path / "feats"
-    assert run(capsys, "-o", out, *CPU, "--precision", "fp32", "--weights", random_weights, *photos)[0] == 0
+    assert stage2("-o", out, *CPU, "--precision", "fp32", "--weights", random_weights, *photos)[0] == 0
     assert json.loads((out / "features.json").read_text())["classifier"] == "classifier.npz"
     clf, reason = classifier.load(out, 512)
     assert reason is None
@@ -483,11 +498,11 @@ def test_the_models_classifier_is_kept_and_maps_saved_vectors_to_its_logits(tmp_
     assert np.corrcoef(full, ours)[0, 1] > 0.999 and np.argmax(full) == np.argmax(ours)
 
 
-def test_an_existing_folder_gets_its_classifier_without_embedding_again(tmp_path, random_weights, capsys):
+def test_an_existing_folder_gets_its_classifier_without_embedding_again(tmp_path, random_weights, stage2):
     photos = photo_crops(tmp_path / "in", 2)
     out = tmp_path / "feats"
     w = ["--weights", random_weights] + CPU
-    assert run(capsys, "-o", out, *w, *photos)[0] == 0
+    assert stage2("-o", out, *w, *photos)[0] == 0
     good = (out / "classifier.npz").read_bytes()
     # As an earlier version left it: no classifier.npz, features.json without the entry.
     os.remove(out / "classifier.npz")
@@ -496,17 +511,17 @@ def test_an_existing_folder_gets_its_classifier_without_embedding_again(tmp_path
     (out / "features.json").write_text(json.dumps(side))
     for p in photos:
         os.remove(p)  # nothing can be embedded again
-    status, err = run(capsys, "-o", out, *w, *photos)
+    status, err = stage2("-o", out, *w, *photos)
     assert status == 0 and err[-1].startswith("embeddings: 0 embedded, 2 skipped existing, 0 failed")
     assert classifier.load(out, 512)[1] is None
     assert json.loads((out / "features.json").read_text())["classifier"] == "classifier.npz"
     (out / "classifier.npz").write_bytes(good[:300])  # a damaged one is made again
-    assert run(capsys, "-o", out, *w, *photos)[0] == 0
+    assert stage2("-o", out, *w, *photos)[0] == 0
     assert (out / "classifier.npz").read_bytes() == good
 
 
 def test_a_model_with_layers_after_its_last_linear_gets_no_classifier_said_once(
-        tmp_path, random_weights, capsys, monkeypatch):
+        tmp_path, random_weights, stage2, monkeypatch):
     import torch.nn as nn
 
     real = embed.load_model
@@ -520,7 +535,7 @@ def test_a_model_with_layers_after_its_last_linear_gets_no_classifier_said_once(
     photos = photo_crops(tmp_path / "in", 2)
     out = tmp_path / "feats"
     w = ["--weights", random_weights] + CPU
-    status, err = run(capsys, "-o", out, *w, photos[0])
+    status, err = stage2("-o", out, *w, photos[0])
     assert status == 0
     reason = "layers come after its last Linear layer, so that layer does not act on the saved vector"
     assert [line for line in err if "classifier" in line] == [
@@ -528,6 +543,6 @@ def test_a_model_with_layers_after_its_last_linear_gets_no_classifier_said_once(
     side = json.loads((out / "features.json").read_text())
     assert side["classifier"] is None and side["classifier_note"] == reason
     assert not (out / "classifier.npz").exists()
-    status, err = run(capsys, "-o", out, *w, photos[1])
+    status, err = stage2("-o", out, *w, photos[1])
     assert status == 0 and not [line for line in err if "classifier" in line]
     assert json.loads((out / "features.json").read_text())["classifier"] is None

@@ -8,14 +8,13 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 from PIL import Image
 
-import process_photos
-from conftest import ROOT, make_photo
+from conftest import ROOT, make_photo, wait_until
 from photomap import exif, infolog, meta
+from photomap.commands import process_photos
 
 SCRIPT = os.path.join(ROOT, "process_photos.py")
 SYDNEY = ((33.0, 51.0, 54.0), (151.0, 12.0, 36.5))  # -33.865, 151.210139
@@ -46,10 +45,10 @@ def exif_photo(path, original=None, datetime_=None, offset=None, make=None, mode
     return path
 
 
-def run_main(capsys, *args):
-    rc = process_photos.main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return rc, out, err.splitlines()
+@pytest.fixture
+def stage1(run_main):
+    """``stage1(*args)``: process_photos.py's main in this process; (status, stdout, stderr lines)."""
+    return lambda *args: run_main(process_photos.main, *args)
 
 
 def sidecar(out):
@@ -65,17 +64,9 @@ def md5_of(log, path):
     return log.entries[str(path)]
 
 
-def wait_until(condition, timeout, what):
-    """Poll ``condition`` until true; fail naming ``what`` after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out waiting for " + what
-        time.sleep(0.005)
-
-
 # ---------------------------------------------------------------- what is read
 
-def test_dates_camera_and_gps_from_exif_and_mtime_marked(capsys, tmp_path):
+def test_dates_camera_and_gps_from_exif_and_mtime_marked(stage1, tmp_path):
     src, out = tmp_path / "src", tmp_path / "thumbs"
     full = exif_photo(src / "a.jpg", original="2014:06:01 12:03:04", offset="+02:00",
                       datetime_="2015:01:01 00:00:00", make="Canon", model="Canon EOS 5D", gps=SYDNEY)
@@ -84,7 +75,7 @@ def test_dates_camera_and_gps_from_exif_and_mtime_marked(capsys, tmp_path):
     os.utime(plain, (0, 1_262_304_000))  # 2010-01-01 UTC
     webp = exif_photo(src / "d.webp", original="2016:02:29 23:59:59", color=(90, 90, 9))
     shutil.copy(full, src / "z_copy.jpg")  # byte-identical copy: one record, like its thumbnail
-    rc, stdout, err = run_main(capsys, "-d", src, "-o", out, "-j", 1)
+    rc, stdout, err = stage1("-d", src, "-o", out, "-j", 1)
     assert rc == 0, err
     log = meta.parse_lines(io.StringIO(stdout))
     assert all(line.count("\t") == 1 for line in stdout.splitlines())  # .meta stays md5<TAB>path
@@ -106,16 +97,16 @@ def test_dates_camera_and_gps_from_exif_and_mtime_marked(capsys, tmp_path):
 
 @pytest.mark.parametrize("bad", ["0000:00:00 00:00:00", "    :  :     :  :  ", "garbage!", "2014:13:45 10:00:00",
                                  "1700:01:01 00:00:00", "2014:02:30 10:00:00"])
-def test_broken_exif_dates_are_unknown_never_a_crash(capsys, tmp_path, bad):
+def test_broken_exif_dates_are_unknown_never_a_crash(stage1, tmp_path, bad):
     src, out = tmp_path / "src", tmp_path / "thumbs"
     path = exif_photo(src / "x.jpg", original=bad, datetime_=bad, make="Nikon\x00\x00")
-    rc, stdout, err = run_main(capsys, "-d", src, "-o", out)
+    rc, stdout, err = stage1("-d", src, "-o", out)
     assert rc == 0 and "0 failed" in err[-1]
     log = meta.parse_lines(io.StringIO(stdout))
     assert info_of(out)[md5_of(log, path)] == exif.PhotoInfo("", "", "Nikon")
 
 
-def test_a_broken_exif_block_still_gives_a_thumbnail_and_its_mtime(capsys, tmp_path):
+def test_a_broken_exif_block_still_gives_a_thumbnail_and_its_mtime(stage1, tmp_path):
     src, out = tmp_path / "src", tmp_path / "thumbs"
     good = make_photo(src / "x.jpg")
     data = good.read_bytes()
@@ -123,7 +114,7 @@ def test_a_broken_exif_block_still_gives_a_thumbnail_and_its_mtime(capsys, tmp_p
     junk = b"Exif\x00\x00" + b"II*\x00\xff\xff\xff\x7f" + b"\x00" * 20
     broken = data[:2] + b"\xff\xe1" + (len(junk) + 2).to_bytes(2, "big") + junk + data[2:]
     good.write_bytes(broken)
-    rc, stdout, err = run_main(capsys, "-d", src, "-o", out)
+    rc, stdout, err = stage1("-d", src, "-o", out)
     assert rc == 0 and "1 new thumbnails" in err[-1]
     info = list(info_of(out).values())
     assert len(info) == 1 and info[0].taken_source == exif.FROM_MTIME
@@ -131,11 +122,11 @@ def test_a_broken_exif_block_still_gives_a_thumbnail_and_its_mtime(capsys, tmp_p
 
 # ---------------------------------------------------------------- the sidecar keeps .meta's guarantees
 
-def test_cut_last_line_is_ignored_and_resume_writes_nothing_twice(capsys, tmp_path):
+def test_cut_last_line_is_ignored_and_resume_writes_nothing_twice(stage1, tmp_path):
     src, out, meta_file = tmp_path / "src", tmp_path / "thumbs", tmp_path / "t.meta"
     for i in range(3):
         exif_photo(src / ("p%d.jpg" % i), original="2020:01:0%d 10:00:00" % (i + 1), color=(80 * i, 9, 9))
-    rc, full, _ = run_main(capsys, "-d", src, "-o", out, "-j", 1)
+    rc, full, _ = stage1("-d", src, "-o", out, "-j", 1)
     ref = sidecar(out).read_text(encoding="utf-8")
     # A kill cut the last info line short; the .meta had only the first photo's line by then
     # (the second photo's info line is written before its .meta line).
@@ -143,7 +134,7 @@ def test_cut_last_line_is_ignored_and_resume_writes_nothing_twice(capsys, tmp_pa
     meta_file.write_text(full.splitlines(True)[0])
     table = infolog.read_info(out)
     assert table.ends_mid_line and len(table.by_md5) == 2
-    rc, stdout, _ = run_main(capsys, "-d", src, "-o", out, "-j", 1, "-l", meta_file)
+    rc, stdout, _ = stage1("-d", src, "-o", out, "-j", 1, "-l", meta_file)
     assert rc == 0 and len(stdout.splitlines()) == 2
     table = infolog.read_info(out)
     assert table.malformed == 1 and not table.ends_mid_line
@@ -152,7 +143,7 @@ def test_cut_last_line_is_ignored_and_resume_writes_nothing_twice(capsys, tmp_pa
     assert [x for x in lines if x.count("\t") == 6] == ref.splitlines(True)  # each photo once, in order
     # Resuming again (nothing new) adds nothing.
     before = sidecar(out).read_bytes()
-    run_main(capsys, "-d", src, "-o", out, "-j", 1, "-l", meta_file)
+    stage1("-d", src, "-o", out, "-j", 1, "-l", meta_file)
     assert sidecar(out).read_bytes() == before
 
 
@@ -195,11 +186,11 @@ def test_sigkill_mid_run_then_resume_gives_the_uninterrupted_sidecar(dated_tree,
 
 # ---------------------------------------------------------------- photos listed before the sidecar existed
 
-def test_backfill_reads_only_listed_originals_lacking_info(capsys, tmp_path, monkeypatch):
+def test_backfill_reads_only_listed_originals_lacking_info(stage1, tmp_path, monkeypatch):
     src, out, meta_file = tmp_path / "src", tmp_path / "thumbs", tmp_path / "t.meta"
     paths = [exif_photo(src / ("p%d.jpg" % i), original="2012:0%d:01 09:00:00" % (i + 1),
                         color=(40 * i, 9, 9)) for i in range(5)]
-    rc, stdout, _ = run_main(capsys, "-d", src, "-o", out, "-j", 1)
+    rc, stdout, _ = stage1("-d", src, "-o", out, "-j", 1)
     meta_file.write_text(stdout)
     log = meta.read_meta(meta_file)
     # As if an older stage 1 had listed them: no sidecar, except one photo's line kept.
@@ -213,7 +204,7 @@ def test_backfill_reads_only_listed_originals_lacking_info(capsys, tmp_path, mon
     opened = []
     real_open = open
     monkeypatch.setattr("builtins.open", lambda f, *a, **k: opened.append(os.fspath(f)) or real_open(f, *a, **k))
-    rc, stdout, err = run_main(capsys, "-d", src, "-o", out, "-j", 1, "-l", meta_file)
+    rc, stdout, err = stage1("-d", src, "-o", out, "-j", 1, "-l", meta_file)
     monkeypatch.undo()
     assert rc == 0 and not {str(p) for p in paths} & set(opened)
     assert set(info_of(out)) == {md5_of(log, paths[0]), meta.parse_lines(io.StringIO(stdout)).entries[
@@ -224,7 +215,7 @@ def test_backfill_reads_only_listed_originals_lacking_info(capsys, tmp_path, mon
     # --backfill-info: one original is gone, one was changed since; the other two are read.
     os.remove(paths[1])
     exif_photo(paths[2], original="1999:09:09 09:09:09", color=(0, 0, 0))
-    rc, stdout, err = run_main(capsys, "-d", src, "-o", out, "-j", 1, "-l", meta_file, "--backfill-info")
+    rc, stdout, err = stage1("-d", src, "-o", out, "-j", 1, "-l", meta_file, "--backfill-info")
     assert rc == 0
     assert "process_photos: info backfilled for 2 listed photos, 2 could not be read (original not " \
            "found x1, original changed since it was listed x1)" in err
@@ -235,18 +226,18 @@ def test_backfill_reads_only_listed_originals_lacking_info(capsys, tmp_path, mon
     assert stdout == ""  # listed paths stay listed: the .meta is not touched
 
 
-def test_backfill_needs_a_file_list(capsys, tmp_path):
+def test_backfill_needs_a_file_list(stage1, tmp_path):
     make_photo(tmp_path / "src" / "a.jpg")
-    rc, stdout, err = run_main(capsys, "-d", tmp_path / "src", "-o", tmp_path / "t", "--backfill-info")
+    rc, stdout, err = stage1("-d", tmp_path / "src", "-o", tmp_path / "t", "--backfill-info")
     assert rc == 2 and stdout == ""
     assert err == ["error: --backfill-info needs -l META: it fills in the photos that file lists"]
 
 
-def test_sidecar_of_another_version_is_refused_before_any_work(capsys, tmp_path):
+def test_sidecar_of_another_version_is_refused_before_any_work(stage1, tmp_path):
     make_photo(tmp_path / "src" / "a.jpg")
     out = tmp_path / "t"
     sidecar(out).write_text("md5\twhen\n")
-    rc, stdout, err = run_main(capsys, "-d", tmp_path / "src", "-o", out)
+    rc, stdout, err = stage1("-d", tmp_path / "src", "-o", out)
     assert rc == 2 and stdout == "" and len(err) == 1
     assert err[0].startswith("error: cannot use photo info file: %s was not written by this version"
                              % infolog.info_path(out))

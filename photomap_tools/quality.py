@@ -1,8 +1,10 @@
 """Map-quality figures: does the feature space find edited copies, and does the 2-D map keep neighbours?
 
-All functions take plain arrays, so they are tested on data with known answers and used by
+The metrics take plain arrays, so they are tested on data with known answers and used by
 ``bench/quality.py`` on the real pipeline's output.
 """
+import os
+
 import numpy as np
 
 EDITS = ("crop90", "downscale50", "jpeg60", "bright115")
@@ -35,6 +37,24 @@ def make_edits(src_path, dest_for_edit):
     }
     for name, (out, quality) in edits.items():
         out.save(dest_for_edit(name), "JPEG", quality=quality)
+
+
+def describe_weights(model, weights_path):
+    """``(line, published)``: one line naming the weights file ``weights_path`` (default: the torch hub
+    cache's file for ``model``), and whether it is torchvision's published file for that model."""
+    import torchvision
+
+    from photomap import embed
+
+    default = torchvision.models.get_model_weights(model).DEFAULT
+    url = default.url
+    published = os.path.basename(url).rsplit("-", 1)[-1].split(".")[0]  # hash prefix in the name
+    path = weights_path or embed.hub_checkpoint_path(default)
+    digest = embed.sha256_file(path)
+    if digest.startswith(published):
+        return "weights: %s (published ImageNet weights, sha256 %s...)" % (path, digest[:12]), True
+    return ("weights: %s (sha256 %s... is NOT the published %s file: e.g. random-init weights; "
+            "these figures are only a floor)" % (path, digest[:12], os.path.basename(url))), False
 
 
 def _knn(points, k, metric):
