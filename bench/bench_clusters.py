@@ -7,9 +7,10 @@ timed, on a synthetic map of islands.
 
 Each engine run is its own process (so its peak memory is its own), on the same map, with the settings
 ``photomap.clusters.find_clusters`` uses (min_cluster_size sqrt(n), min_samples 15); rounds alternate the
-engines, so a busy machine slows them alike. CPU time is the process's (all its threads): fast_hdbscan's
-numba threads count; hdbscan and scikit-learn run with one job, since their worker processes would not. Numba's compiled code is loaded (or compiled once) on a
-2,000-point map before the clock starts; ``--cold`` also times that first compilation into an empty cache.
+engines, so a busy machine slows them alike. CPU time is the process's, all its threads: fast_hdbscan's
+numba threads count; hdbscan and scikit-learn run with one job, since their worker processes would not.
+Numba's compiled code is loaded (or compiled once) on a 2,000-point map before the clock starts;
+``--cold`` also times that first compilation into an empty cache.
 Agreement between engines is the adjusted Rand index of their labels. Then, in this process:
 ``find_clusters`` (HDBSCAN + straggler trim + ordering), the softmax of a 1000-class classifier over 512-d
 vectors with per-cluster sums and per-photo top 3 (``labels.summarise``), the names and the label places.

@@ -19,7 +19,7 @@ def lacking(log, known) -> list:
 def read_one(job):
     """``(md5, paths)`` -> ``(md5, info, reason)``: the info of the first path whose bytes still have
     that md5 (``reason`` None), or ``(md5, None, reason)`` when none can be read or all changed."""
-    from .thumbs import info_from_bytes
+    from .exif import info_from_bytes
 
     md5, paths = job
     reason = "no path"
@@ -44,10 +44,11 @@ def read_one(job):
 def backfill(log, writer, jobs, worker_args, quiet=False) -> Tally:
     """Record the info of every md5 of ``log`` that ``writer`` (an open
     :class:`~photomap.infolog.InfoWriter`) lacks, reading only those originals, with ``jobs``
-    processes set up as thumbnail workers with ``worker_args`` (``(out_dir, size, max_pixels)``, so
-    HEIC and the pixel limit behave as in a normal run). Returns the :class:`Tally`: ``backfilled`` and ``could not be read``
-    (with reasons); prints one summary line on stderr unless ``quiet``. KeyboardInterrupt
-    propagates after the pool is stopped; what was written stays, and a rerun continues."""
+    processes set up as thumbnail workers with ``worker_args`` (``(out_dir, size, max_pixels)``,
+    so HEIC and the pixel limit behave as in a normal run). Returns the :class:`Tally`
+    (``backfilled``, ``could not be read`` and its reasons); prints one summary line on stderr
+    (unless ``quiet`` and every original could be read). KeyboardInterrupt propagates after the
+    pool is stopped; what was written stays, and a rerun continues."""
     from tqdm import tqdm
 
     from .thumbs import init_worker

@@ -119,7 +119,8 @@ def _header_exif(img):
 
 
 def photo_info(img, mtime=None) -> PhotoInfo:
-    """An opened PIL image (pixels not needed) and its file's modification time -> :class:`PhotoInfo`.
+    """An opened PIL image (pixels not needed; ``None``: no image) and its file's modification time
+    -> :class:`PhotoInfo`.
 
     The date is EXIF DateTimeOriginal, else EXIF DateTime, else ``mtime`` (``taken_source``
     says which). A date tag that is present but not a date ("0000:00:00 00:00:00", garbage) makes
@@ -129,7 +130,7 @@ def photo_info(img, mtime=None) -> PhotoInfo:
     try:
         with warnings.catch_warnings():  # Pillow warns "Corrupt EXIF data" on stderr for each such photo
             warnings.simplefilter("ignore")
-            exif = _header_exif(img)
+            exif = _header_exif(img) if img is not None else None
     except Exception:  # noqa: BLE001 - a corrupt EXIF block is not worth losing the photo
         exif = None
     if exif is None:
@@ -161,3 +162,17 @@ def photo_info(img, mtime=None) -> PhotoInfo:
             pass
     lat, lon = _position(gps)
     return PhotoInfo(taken, source, _text(exif.get(_MAKE)), _text(exif.get(_MODEL)), lat, lon)
+
+
+def info_from_bytes(data, mtime=None) -> PhotoInfo:
+    """The :class:`PhotoInfo` of a photo's bytes already in memory, from its header alone (no pixels
+    decoded); bytes that cannot be opened as an image give only their ``mtime``."""
+    import io
+
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            return photo_info(img, mtime)
+    except Exception:  # noqa: BLE001 - keep what the file system says
+        return photo_info(None, mtime)

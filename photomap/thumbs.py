@@ -235,7 +235,7 @@ def make_thumbnail(path, out_dir=None, size=None, max_pixels=None):
     dest = os.path.join(out_dir, meta.thumb_name(md5))
     try:
         if os.path.getsize(dest) > 0:  # written atomically, so complete
-            return EXISTS, md5, None, info_from_bytes(data, mtime)
+            return EXISTS, md5, None, exif.info_from_bytes(data, mtime)
     except OSError:
         pass
     try:
@@ -256,18 +256,6 @@ def make_thumbnail(path, out_dir=None, size=None, max_pixels=None):
     except OSError as exc:
         return OUTPUT_ERROR, md5, "cannot write %s: %s" % (dest, exc.strerror or exc), None
     return NEW, md5, None, info
-
-
-def info_from_bytes(data, mtime):
-    """The :class:`~photomap.exif.PhotoInfo` of a photo's bytes already in memory, from its header
-    alone (no pixels decoded); one that cannot be opened gets only its ``mtime``."""
-    from PIL import Image
-
-    try:
-        with Image.open(io.BytesIO(data)) as img:
-            return exif.photo_info(img, mtime)
-    except Exception:  # noqa: BLE001 - its thumbnail exists, so it was readable once; keep the mtime
-        return exif.photo_info(None, mtime)
 
 
 def _worker(path):

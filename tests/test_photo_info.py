@@ -95,6 +95,23 @@ def test_dates_camera_and_gps_from_exif_and_mtime_marked(stage1, tmp_path):
     assert all(name.endswith(".jpg") for name in os.listdir(out))
 
 
+def test_iphone_heic_date_and_camera(stage1, tmp_path):
+    pillow_heif = pytest.importorskip("pillow_heif", reason="pillow-heif is not installed")
+    ex = exif_photo(tmp_path / "exif.jpg", original="2021:05:05 10:11:12", offset="-04:00", make="Apple",
+                    model="iPhone 12").read_bytes()
+    img = Image.open(io.BytesIO(ex))
+    src = tmp_path / "src"
+    src.mkdir()
+    try:
+        pillow_heif.from_pillow(img).save(str(src / "IMG_0001.HEIC"), exif=img.getexif().tobytes())
+    except Exception as exc:  # noqa: BLE001 - some builds cannot encode
+        pytest.skip("this pillow-heif cannot encode HEIC to make the fixture: %s" % exc)
+    rc, stdout, err = stage1("-d", src, "-o", tmp_path / "thumbs")
+    assert rc == 0 and "1 new thumbnails" in err[-1]
+    assert list(info_of(tmp_path / "thumbs").values()) == [
+        exif.PhotoInfo("2021-05-05T10:11:12-04:00", exif.FROM_ORIGINAL, "Apple", "iPhone 12")]
+
+
 @pytest.mark.parametrize("bad", ["0000:00:00 00:00:00", "    :  :     :  :  ", "garbage!", "2014:13:45 10:00:00",
                                  "1700:01:01 00:00:00", "2014:02:30 10:00:00"])
 def test_broken_exif_dates_are_unknown_never_a_crash(stage1, tmp_path, bad):
@@ -118,6 +135,11 @@ def test_a_broken_exif_block_still_gives_a_thumbnail_and_its_mtime(stage1, tmp_p
     assert rc == 0 and "1 new thumbnails" in err[-1]
     info = list(info_of(out).values())
     assert len(info) == 1 and info[0].taken_source == exif.FROM_MTIME
+
+
+def test_bytes_that_are_no_image_give_their_mtime_only():
+    assert exif.info_from_bytes(b"not an image", 0) == exif.PhotoInfo(exif.mtime_text(0), exif.FROM_MTIME)
+    assert exif.info_from_bytes(b"not an image") == exif.PhotoInfo()
 
 
 # ---------------------------------------------------------------- the sidecar keeps .meta's guarantees
