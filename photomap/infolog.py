@@ -153,9 +153,13 @@ class InfoWriter:
             return f.readline()
 
     def _write(self, text: str) -> None:
+        """Append ``text``; an ``OSError`` says which file could not be written and why."""
         data = text.encode("utf-8", "surrogateescape")
-        while data:  # one write for a line this short; the loop only guards a partial write
-            data = data[os.write(self._fd, data):]
+        try:
+            while data:  # one write for a line this short; the loop only guards a partial write
+                data = data[os.write(self._fd, data):]
+        except OSError as exc:
+            raise OSError(exc.errno, "cannot write %s: %s" % (self.path, exc.strerror or exc)) from None
 
     def add(self, md5: str, info: PhotoInfo) -> bool:
         """Append the record of ``md5`` unless it is already there; True when written."""

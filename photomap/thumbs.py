@@ -429,6 +429,9 @@ def run(root=".", out_dir=None, size=DEFAULT_SIZE, file_list=None, extensions=DE
             print("error: standard output was closed; stopping", file=stderr)
         except OSError:
             pass
+    except OSError as exc:  # the info sidecar (or stdout) could not be written: disk full...
+        status = 1
+        print("error: %s" % (exc.strerror or exc), file=stderr)
     finally:
         info_log.close()
         if bar is not None:

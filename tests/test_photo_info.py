@@ -263,3 +263,18 @@ def test_sidecar_of_another_version_is_refused_before_any_work(stage1, tmp_path)
     assert rc == 2 and stdout == "" and len(err) == 1
     assert err[0].startswith("error: cannot use photo info file: %s was not written by this version"
                              % infolog.info_path(out))
+
+
+def test_a_sidecar_that_cannot_be_written_stops_with_one_error_line(stage1, tmp_path, monkeypatch):
+    make_photo(tmp_path / "src" / "a.jpg")
+    real_write = os.write
+
+    def full_disk(fd, data):  # the disk fills up when the first record is appended
+        if os.path.realpath("/proc/self/fd/%d" % fd) == infolog.info_path(tmp_path / "t"):
+            raise OSError(28, "No space left on device")
+        return real_write(fd, data)
+
+    monkeypatch.setattr(os, "write", full_disk)
+    rc, stdout, err = stage1("-d", tmp_path / "src", "-o", tmp_path / "t", "-q")
+    assert rc == 1 and stdout == ""  # no .meta line for a photo whose info is not written
+    assert err == ["error: cannot write %s: No space left on device" % infolog.info_path(tmp_path / "t")]
