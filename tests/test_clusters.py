@@ -187,6 +187,14 @@ def test_islands_without_a_classifier_are_unnamed_with_one_reason(tmp_path):
     found = islands.find_islands(coords, island_vectors(truth), tmp_path)
     assert found.note is None and found.rows()[0].label == "golden retriever · Labrador retriever"
     assert found.rows()[0].size == int(np.sum(found.ids == 0))
+    md5s = ["%032x" % i for i in range(len(coords))]
+    earlier = {m: int(c) + 10 if c >= 0 else -1 for m, c in zip(md5s, found.ids)}  # ids of an older map
+    again = islands.find_islands(coords, island_vectors(truth), tmp_path, md5s=md5s, previous=earlier)
+    assert [earlier[m] for m in md5s] == again.ids.tolist()
+    assert [r.cluster for r in again.rows()] == [10, 11, 12, 13, 14]
+    assert again.rows()[0].label == "golden retriever · Labrador retriever"
+    tiny = islands.find_islands(coords[:3], island_vectors(truth)[:3], tmp_path)  # 3 photos: no islands
+    assert tiny.rows() == [] and list(tiny.ids) == [-1] * 3 and len(tiny.top_classes(2)) == 3
 
 
 def test_classifier_reader_gives_one_reason_never_a_traceback(tmp_path):
