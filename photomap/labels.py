@@ -42,17 +42,21 @@ def summarise(vectors, clf, cluster_ids) -> Summary:
     sums = np.zeros((k + 1, c), np.float64)  # row k: the unclustered
     for start in range(0, n, _CHUNK):
         probs = _softmax(vectors[start:start + _CHUNK] @ clf.weight.T + clf.bias)
-        part = np.argpartition(-probs, top - 1, axis=1)[:, :top]
-        part_p = np.take_along_axis(probs, part, axis=1)
-        order = np.argsort(-part_p, axis=1, kind="stable")
-        top_classes[start:start + len(probs)] = np.take_along_axis(part, order, axis=1)
-        top_probs[start:start + len(probs)] = np.take_along_axis(part_p, order, axis=1)
-        block = np.where(ids[start:start + len(probs)] >= 0, ids[start:start + len(probs)], k)
+        stop = start + len(probs)
+        block = np.where(ids[start:stop] >= 0, ids[start:stop], k)
         # Photos grouped by cluster, then one sum per run of equal ids: far cheaper than np.add.at.
         rank = np.argsort(block, kind="stable")
         sorted_ids = block[rank]
         starts = np.flatnonzero(np.r_[True, sorted_ids[1:] != sorted_ids[:-1]])
         sums[sorted_ids[starts]] += np.add.reduceat(probs[rank], starts, axis=0)
+        # Top classes by repeated argmax (ties: the lower class), 5-10x faster than argpartition
+        # over 1000 classes; each pick is then blanked out, so this comes after the sums.
+        rows = np.arange(len(probs))
+        for j in range(top):
+            best = probs.argmax(axis=1)
+            top_classes[start:stop, j] = best
+            top_probs[start:stop, j] = probs[rows, best]
+            probs[rows, best] = -1
     counts = np.bincount(np.where(ids >= 0, ids, k), minlength=k + 1)
     cluster_mean = sums[:k] / np.maximum(counts[:k], 1)[:, None]
     return Summary(top_classes, top_probs, cluster_mean, sums.sum(axis=0), n)
