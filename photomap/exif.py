@@ -167,12 +167,10 @@ def photo_info(img, mtime=None) -> PhotoInfo:
 def info_from_bytes(data, mtime=None) -> PhotoInfo:
     """The :class:`PhotoInfo` of a photo's bytes already in memory, from its header alone (no pixels
     decoded); bytes that cannot be opened as an image give only their ``mtime``."""
-    import io
-
-    from PIL import Image
+    from . import image
 
     try:
-        with Image.open(io.BytesIO(data)) as img:
+        with image.opened(data, 0) as img:  # the header only: no pixel limit to apply
             return photo_info(img, mtime)
     except Exception:  # noqa: BLE001 - keep what the file system says
         return photo_info(None, mtime)

@@ -13,6 +13,7 @@ import argparse
 from photomap import thumbs
 from photomap.cli import Parser, UsageError, count
 from photomap.report import SetupError, fatal
+from photomap.runner import cores
 
 
 def _pixel_count(text):
@@ -40,7 +41,7 @@ def build_parser():
                    default=list(thumbs.DEFAULT_EXTENSIONS),
                    help="file extensions to take, any case (default: %(default)s)")
     p.add_argument("-j", "--jobs", type=count(1), default=None,
-                   help="worker processes (default: all cores, here %d)" % thumbs.default_jobs())
+                   help="worker processes (default: all cores, here %d)" % cores())
     p.add_argument("-q", "--quiet", action="store_true",
                    help="no progress bar, info or summary; per-file failures and errors only")
     p.add_argument("-v", "--verbose", action="store_true", help="one stderr line per photo")
