@@ -9,9 +9,9 @@ import os
 import time
 from collections import deque
 
-from . import features
+from . import classifier, features
 from .decode import Preprocess, collate, decode, default_workers, loader
-from .model import DEFAULT_MODEL, feature_head, load_model, resolve_model_name
+from .model import DEFAULT_MODEL, feature_head, last_linear, load_model, resolve_model_name, weight_categories
 from .network import Network, choose_device, choose_precision, default_batch_size, precision_reason
 from .report import SetupError, one_line, printable
 from .runner import Run
@@ -38,11 +38,14 @@ def run(paths, out_dir, model_name=DEFAULT_MODEL, batch_size=None, workers=None,
     r.check_output(out_dir, "output folder")
     model, weights_info, transforms = load_model(model_name, weights_path)
     clock["weights"] = time.perf_counter()
-    model, dim = feature_head(model)
     preprocess = Preprocess(transforms)
+    head = classifier.Head(out_dir, model, last_linear(model)[1], preprocess.crop_size,
+                           weight_categories(model_name))  # taken before feature_head removes it
+    model, dim = feature_head(model)
     sidecar = dict(weights_info, model=model_name, dim=dim, precision=prec,
                    preprocessing=preprocess.describe())
     old = open_output(r, out_dir, sidecar)
+    keep_classifier(r, head, old, sidecar)
 
     batch_size = batch_size or default_batch_size(dev)
     workers = default_workers(dev) if workers is None else workers
@@ -97,6 +100,15 @@ def open_output(r, out_dir, sidecar: dict):
                              "(mixing them would make distances meaningless)" % (out_dir, key, was, now))
     r.clean_output(out_dir)
     return old
+
+
+def keep_classifier(r, head, old, sidecar: dict) -> None:
+    """Write the folder's ``classifier.npz`` when it lacks one (:class:`~photomap.classifier.Head`),
+    note it in ``sidecar`` (features.json, written later), and say once when the model has none."""
+    kept, note = head.keep(old)
+    sidecar.update(kept)
+    if note:
+        r.info(note)
 
 
 def record_precision(r, out_dir, sidecar: dict, old, precision: str, adding: bool) -> None:
