@@ -52,11 +52,11 @@ def time_model(weights, dev, precision, batch, steps=30):
     """images/s of the prepared network alone on synthetic uint8 batches already on the device."""
     import torch
 
-    from photomap import embed
+    from photomap import decode, model, network
 
-    model, _, transforms = embed.load_model("resnet18", weights)
-    model, _ = embed.feature_head(model)
-    net = embed.Network(model, dev, precision, embed.Preprocess(transforms))
+    cnn, _, transforms = model.load_model("resnet18", weights)
+    cnn, _ = model.feature_head(cnn)
+    net = network.Network(cnn, dev, precision, decode.Preprocess(transforms))
     x = torch.randint(0, 255, (batch, 224, 224, 3), dtype=torch.uint8, device=dev)  # NHWC, as decoded
     with torch.inference_mode():
         for i in range(steps + 5):
@@ -70,10 +70,10 @@ def time_model(weights, dev, precision, batch, steps=30):
 
 def time_decode(paths, batch, workers, dev):
     """images/s of the decode workers alone (embeddings.py's DataLoader, pinned on CUDA, no model)."""
-    from photomap import embed
+    from photomap import decode
     from torchvision.models import ResNet18_Weights
 
-    loader = embed._loader(paths, embed.Preprocess(ResNet18_Weights.DEFAULT.transforms()), batch,
+    loader = decode.loader(paths, decode.Preprocess(ResNet18_Weights.DEFAULT.transforms()), batch,
                            workers, dev)
     start, n = time.perf_counter(), 0
     for idxs, b, bad in loader:
@@ -116,12 +116,12 @@ def main(argv=None) -> int:
 
     import torch
 
-    from photomap import embed
+    from photomap import decode, network
 
-    dev = embed.choose_device(args.device)
-    precision = embed.choose_precision("auto", dev)
-    batch = embed.default_batch_size(dev)
-    workers = embed.default_workers(dev)
+    dev = network.choose_device(args.device)
+    precision = network.choose_precision("auto", dev)
+    batch = network.default_batch_size(dev)
+    workers = decode.default_workers(dev)
     gpu = torch.cuda.get_device_name(0) if dev.type == "cuda" else "none"
     print("device %s (%s), precision %s, batch %d, %d decode workers, %d CPUs, torch %s" % (
         dev, gpu, precision, batch, workers, os.cpu_count(), torch.__version__), flush=True)

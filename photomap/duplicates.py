@@ -15,12 +15,12 @@ taught with flipped copies, give them nearly the same features anyway.
 """
 import csv
 import io
-import sys
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from .fsutil import atomic_write
+from .report import printable
 
 # A different picture's distance to a photo is rarely below half its k-th neighbour's; an edited copy
 # sits far closer. 0.15 of tau (0.39 of it in Euclidean terms on the unit sphere) leaves a margin
@@ -158,7 +158,7 @@ def describe(groups, rule, copies) -> str:
     """One line: how many groups, photos and files, and the threshold that found them."""
     photos = sum(len(g.members) for g in groups)
     files = sum(copies[i] for g in groups for i in g.members)
-    line = "visualize: %d near-duplicate group%s (%d photo%s, %d file%s)" % (
+    line = "%d near-duplicate group%s (%d photo%s, %d file%s)" % (
         len(groups), "" if len(groups) == 1 else "s", photos, "" if photos == 1 else "s",
         files, "" if files == 1 else "s")
     if rule.threshold is not None:
@@ -174,7 +174,8 @@ def describe(groups, rule, copies) -> str:
 
 def csv_text(groups, md5s, paths, facts=None, status=None) -> str:
     """The duplicates CSV: one row per original path of every group member (byte-identical copies
-    included), in group order. ``paths[i]`` lists photo i's paths; ``facts`` maps a path to
+    included), in group order. ``paths[i]`` lists photo i's paths, written made printable and quoted
+    by the csv module as in the coordinates CSV (:func:`report.printable`); ``facts`` maps a path to
     ``(width, height, bytes)`` of the original (None where unknown); ``status`` maps a path to
     present / missing / unreachable (see ``originals.py``)."""
     buf = io.StringIO()
@@ -184,7 +185,7 @@ def csv_text(groups, md5s, paths, facts=None, status=None) -> str:
         for i, sim in zip(g.members, g.similarity):
             for path in paths[i]:
                 width, height, size = (facts or {}).get(path) or (None, None, None)
-                w.writerow([g.id, md5s[i], path, "%.6f" % sim, _cell(width), _cell(height), _cell(size),
+                w.writerow([g.id, md5s[i], printable(path), "%.6f" % sim, _cell(width), _cell(height), _cell(size),
                             (status or {}).get(path, "")])
     return buf.getvalue()
 
@@ -217,10 +218,3 @@ def read_csv(path) -> dict:
             rec.setdefault("status", "")
             out.setdefault(rec.pop("group"), []).append(rec)
     return out
-
-
-def _say(log, line):
-    if log == "stderr":
-        log = sys.stderr
-    if log is not None:
-        print(line, file=log)

@@ -4,12 +4,12 @@ import csv
 import hashlib
 import json
 import os
-import sys
 from dataclasses import dataclass
 
 import numpy as np
 
 from .fsutil import atomic_write
+from .report import printable
 
 K = 12
 # Brute force is O(n^2 d), NN-descent about O(n^1.1 d). Measured on 512-d features in CPU seconds
@@ -242,30 +242,36 @@ def read_cache(path, key, n, k):
     return Neighbours(index, sims.astype(np.float32), method, recall), None
 
 
-def load_or_compute(md5s, features, page_path, k=K, method="auto", seed=0, log="stderr"):
+def load_or_compute(md5s, features, page_path, k=K, method="auto", seed=0, say=None):
     """Neighbours of the photos ``md5s`` (rows of ``features``), reused from the cache beside
-    ``page_path`` when it was made from the same inputs, computed (and cached) otherwise.
-    Returns ``(Neighbours, reused)``; a damaged or foreign cache is named in one line and replaced."""
+    ``page_path`` when it was made from the same inputs, computed (and cached) otherwise. Returns
+    ``(Neighbours, reused)``; a damaged or foreign cache is named in one line given to ``say`` (e.g.
+    ``print``; None: silent) and replaced."""
+    say = say or (lambda line: None)
     n = len(md5s)
     resolved = "exact" if method == "exact" or (method == "auto" and n <= EXACT_LIMIT) else "approximate"
     key = cache_key(md5s, features, k, resolved, seed)
     cache_path, _ = file_paths(page_path)
     nb, problem = read_cache(cache_path, key, n, k)
     if nb is not None:
-        _say(log, "visualize: reused the neighbours in %s" % cache_path)
+        say("reused the neighbours in %s" % printable(cache_path))
         return nb, True
     if problem:
-        _say(log, "visualize: ignored %s (%s): recomputing the neighbours" % (cache_path, problem))
+        say("ignored %s (%s): recomputing the neighbours" % (printable(cache_path), problem))
     nb = compute(features, k, resolved, seed)
-    write_cache(cache_path, key, nb)
+    try:
+        write_cache(cache_path, key, nb)
+    except OSError as exc:
+        say("could not write the neighbour cache %s (%s): they will be computed again next time"
+            % (printable(cache_path), exc.strerror or exc))
     return nb, False
 
 
 def describe(nb: Neighbours) -> str:
     """One line: how the neighbours were found, and the measured recall of an approximate result."""
     if nb.method == "exact":
-        return "visualize: %d nearest neighbours of each photo (exact)" % nb.k
-    line = ("visualize: %d nearest neighbours of each photo (approximate, NN-descent: recall %.3f "
+        return "%d nearest neighbours of each photo (exact)" % nb.k
+    line = ("%d nearest neighbours of each photo (approximate, NN-descent: recall %.3f "
             "against brute force on %d sampled photos)" % (nb.k, nb.recall, min(len(nb), RECALL_SAMPLE)))
     if nb.recall < RECALL_GOAL:
         line += "; below %.2f: --neighbours exact finds them all (slower)" % RECALL_GOAL
@@ -296,11 +302,3 @@ def read_csv(path) -> dict:
                 raise ValueError("%s: rank %s of %s out of order" % (path, rank, md5))
             ranked.append((other, float(sim)))
     return out
-
-
-def _say(log, line):
-    """Print ``line`` to ``log``: a file, "stderr" (looked up now) or None (silent)."""
-    if log == "stderr":
-        log = sys.stderr
-    if log is not None:
-        print(line, file=log)

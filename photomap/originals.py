@@ -9,9 +9,10 @@ import os
 from collections import Counter
 from dataclasses import dataclass, field
 
+from .report import printable
+
 PRESENT, MISSING, UNREACHABLE = "present", "missing", "unreachable"
 # EXIF orientations 5-8 store the picture turned by 90 degrees: width and height swap for a viewer.
-_ORIENTATION_TAG = 0x0112
 _TURNED = (5, 6, 7, 8)
 
 
@@ -79,7 +80,7 @@ def _listing(folder):
         return None
 
 
-def summary_line(originals: Originals, prefix="visualize") -> str:
+def summary_line(originals: Originals) -> str:
     """One line about paths that are gone or cannot be checked, or None when every original is there."""
     counts = originals.counts()
     parts = []
@@ -87,7 +88,7 @@ def summary_line(originals: Originals, prefix="visualize") -> str:
         parts.append("%d original%s no longer exist%s (marked missing)" % (
             counts[MISSING], "" if counts[MISSING] == 1 else "s", "s" if counts[MISSING] == 1 else ""))
     if originals.unreachable:
-        named = ", ".join("%s (%d)" % (top, n) for top, n in originals.unreachable[:3])
+        named = ", ".join("%s (%d)" % (printable(top), n) for top, n in originals.unreachable[:3])
         more = len(originals.unreachable) - 3
         parts.append("the originals under %s%s are not reachable (an unplugged drive, a moved folder, or "
                      "stage 1 ran in another folder?): %d path%s not checked, marked unreachable" % (
@@ -96,40 +97,24 @@ def summary_line(originals: Originals, prefix="visualize") -> str:
     elif counts[UNREACHABLE]:
         parts.append("%d original%s in folders that cannot be read (marked unreachable)" % (
             counts[UNREACHABLE], "" if counts[UNREACHABLE] == 1 else "s"))
-    return "%s: %s" % (prefix, "; ".join(parts)) if parts else None
+    return "; ".join(parts) if parts else None
 
 
 def facts(path):
     """``(width, height, bytes)`` of the original at ``path`` as a viewer shows it (EXIF orientation
-    applied), read from the file's header only; None for what cannot be read."""
+    applied), read from the file's header only, as every stage opens a photo (``image.opened``);
+    None for what cannot be read."""
+    from . import image
+
     try:
         size = os.stat(path).st_size
     except OSError:
         return None, None, None
-    from PIL import Image
-
-    _register_heif()
     try:
-        with Image.open(path) as im:
-            w, h = im.size
-            if im.getexif().get(_ORIENTATION_TAG) in _TURNED:
+        with image.opened(path, max_pixels=0) as img:
+            w, h = img.size
+            if image.orientation(img) in _TURNED:
                 w, h = h, w
     except Exception:  # noqa: BLE001 -- any unreadable header: the size is simply unknown
         return None, None, size
     return w, h, size
-
-
-_heif_registered = False
-
-
-def _register_heif():
-    """Let Pillow read HEIC/HEIF headers (iPhone photos), as stage 1 does; once, quietly."""
-    global _heif_registered
-    if not _heif_registered:
-        _heif_registered = True
-        try:
-            import pillow_heif
-
-            pillow_heif.register_heif_opener()
-        except ImportError:
-            pass

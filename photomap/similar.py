@@ -1,10 +1,10 @@
 """Stage 3's "more like this" outputs beside the page: each photo's nearest neighbours, the near-duplicate
 groups, and whether the originals are still there (``<stem>.neighbours.csv``, ``<stem>.duplicates.csv``)."""
 import os
-import sys
 from dataclasses import dataclass
 
 from . import duplicates, neighbours, originals
+from .report import SetupError, printable
 
 CSV_CHOICES = ("auto", "always", "never")
 
@@ -19,7 +19,7 @@ class Similar:
     rule: duplicates.Rule
     originals: originals.Originals
 
-    def group_of(self):
+    def group_of(self) -> dict:
         """Row number -> its :class:`duplicates.Group`, for the photos that are in one."""
         return {i: g for g in self.groups for i in g.members}
 
@@ -29,46 +29,60 @@ def duplicates_csv_path(page_path):
     return os.path.splitext(os.fspath(page_path))[0] + ".duplicates.csv"
 
 
+def file_paths(page_path) -> tuple:
+    """Every file :func:`build` writes beside ``page_path``."""
+    return (*neighbours.file_paths(page_path), duplicates_csv_path(page_path))
+
+
+def parse_threshold(value):
+    """``--dup-threshold``: "auto" (None: derived from the data) or a cosine in (-1, 1]; anything
+    else is a :class:`SetupError`."""
+    if value is None or value == "auto":
+        return None
+    try:
+        threshold = float(value)
+    except ValueError:
+        threshold = None
+    if threshold is None or not -1.0 < threshold <= 1.0:
+        raise SetupError("--dup-threshold must be auto or a cosine similarity above -1 and at most 1, "
+                         "not %r" % value)
+    return threshold
+
+
 def build(md5s, features, paths, page_path, dup_threshold=None, method="auto", neighbours_csv="auto",
-          seed=0, log="stderr") -> Similar:
+          seed=0, say=None) -> Similar:
     """Neighbours (cached beside ``page_path``), near-duplicate groups and the originals' status of the
-    photos ``md5s`` (rows of ``features``; ``paths[i]`` lists photo i's original paths), written to the
-    CSVs beside the page. ``dup_threshold``: a fixed cosine, or None to derive it from the data.
+    photos ``md5s`` (rows of ``features``; ``paths[i]`` lists photo i's original paths as the .meta log
+    gives them), written to the CSVs beside the page; each step is one line given to ``say`` (e.g.
+    ``print``; None: silent). ``dup_threshold``: a fixed cosine, or None to derive it from the data.
     ``neighbours_csv``: "auto" writes it up to ``neighbours.CSV_LIMIT`` photos."""
-    nb, _ = neighbours.load_or_compute(md5s, features, page_path, method=method, seed=seed, log=log)
-    _say(log, neighbours.describe(nb))
+    say = say or (lambda line: None)
+    nb, _ = neighbours.load_or_compute(md5s, features, page_path, method=method, seed=seed, say=say)
+    say(neighbours.describe(nb))
     _, csv_path = neighbours.file_paths(page_path)
     if neighbours_csv == "always" or (neighbours_csv == "auto" and len(md5s) <= neighbours.CSV_LIMIT):
         neighbours.write_csv(csv_path, md5s, nb)
     else:
-        _remove_stale(csv_path)  # an old file would describe other photos
+        _remove(csv_path)  # one left by an earlier run would describe other photos
         if neighbours_csv == "auto":
-            _say(log, "visualize: %s not written for %d photos (%d rows): --neighbours-csv always writes it"
-                 % (csv_path, len(md5s), len(md5s) * nb.k))
+            say("%s not written for %d photos (%d rows): --neighbours-csv always writes it"
+                % (printable(csv_path), len(md5s), len(md5s) * nb.k))
 
     copies = [len(p) for p in paths]
     groups, rule = duplicates.find_groups(neighbours.unit_rows(features), nb, md5s, copies, dup_threshold)
-    _say(log, duplicates.describe(groups, rule, copies))
+    say(duplicates.describe(groups, rule, copies))
     orig = originals.check(p for photo in paths for p in photo)
     line = originals.summary_line(orig)
     if line:
-        _say(log, line)
+        say(line)
     in_groups = [p for g in groups for i in g.members for p in paths[i]]
     facts = {p: originals.facts(p) for p in in_groups if orig.status.get(p) == originals.PRESENT}
     duplicates.write_csv(duplicates_csv_path(page_path), groups, md5s, paths, facts, orig.status)
     return Similar(nb, groups, rule, orig)
 
 
-def _remove_stale(path):
+def _remove(path):
     try:
         os.unlink(path)
     except FileNotFoundError:
         pass
-
-
-def _say(log, line):
-    """Print ``line`` to ``log``: a file, "stderr" (looked up now) or None (silent)."""
-    if log == "stderr":
-        log = sys.stderr
-    if log is not None:
-        print(line, file=log)

@@ -21,15 +21,9 @@ def make_edits(src_path, dest_for_edit):
     """
     from PIL import Image, ImageEnhance, ImageOps
 
-    try:  # iPhone photos, as stage 1 reads them
-        import pillow_heif
-        pillow_heif.register_heif_opener()
-    except ImportError:
-        pass
-    with Image.open(src_path) as im:
-        im.seek(0)
-        img = ImageOps.exif_transpose(im)
-        img = img.convert("RGB")
+    from photomap.image import read_rgb
+
+    img = read_rgb(src_path)  # as the stages read it: upright, RGB, HEIC too
     w, h = img.size
     dx, dy = round(w * 0.05), round(h * 0.05)
     turned = Image.Exif()
@@ -52,13 +46,13 @@ def describe_weights(model, weights_path):
     cache's file for ``model``), and whether it is torchvision's published file for that model."""
     import torchvision
 
-    from photomap import embed
+    from photomap.model import hub_checkpoint_path, sha256_file
 
     default = torchvision.models.get_model_weights(model).DEFAULT
     url = default.url
     published = os.path.basename(url).rsplit("-", 1)[-1].split(".")[0]  # hash prefix in the name
-    path = weights_path or embed.hub_checkpoint_path(default)
-    digest = embed.sha256_file(path)
+    path = weights_path or hub_checkpoint_path(default)
+    digest = sha256_file(path)
     if digest.startswith(published):
         return "weights: %s (published ImageNet weights, sha256 %s...)" % (path, digest[:12]), True
     return ("weights: %s (sha256 %s... is NOT the published %s file: e.g. random-init weights; "

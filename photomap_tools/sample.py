@@ -13,6 +13,7 @@ import argparse
 import hashlib
 import io
 import os
+import re
 import shutil
 import sys
 

@@ -169,7 +169,7 @@ def test_a_chain_of_small_steps_is_not_one_group():
 
 def test_tiny_maps_and_maps_without_duplicates(tmp_path):
     page = tmp_path / "map.html"
-    one = similar.build(["a" * 32], np.ones((1, 8), np.float32), [["/p/a.jpg", "/q/a.jpg"]], page, log=None)
+    one = similar.build(["a" * 32], np.ones((1, 8), np.float32), [["/p/a.jpg", "/q/a.jpg"]], page)
     rows = read_rows(similar.duplicates_csv_path(page))
     assert [g.members for g in one.groups] == [[0]], "byte-identical copies are a group on their own"
     assert [r["path"] for r in rows] == ["/p/a.jpg", "/q/a.jpg"]
@@ -177,15 +177,15 @@ def test_tiny_maps_and_maps_without_duplicates(tmp_path):
     assert {r["status"] for r in rows} == {"unreachable"}
 
     two = np.array([[1, 0, 0, 0], [1, 0, 0, 0]], np.float32)
-    same = similar.build(["a" * 32, "b" * 32], two, [["/a"], ["/b"]], page, log=None)
+    same = similar.build(["a" * 32, "b" * 32], two, [["/a"], ["/b"]], page)
     assert [g.members for g in same.groups] == [[0, 1]], "identical features: duplicates even in 2 photos"
     two[1] = [0.9, 0.1, 0, 0]
-    differ = similar.build(["a" * 32, "b" * 32], two, [["/a"], ["/b"]], page, log=None)
+    differ = similar.build(["a" * 32, "b" * 32], two, [["/a"], ["/b"]], page)
     assert differ.groups == [], "two photos give nothing to derive a threshold from: nothing is claimed"
 
     feats, truth = pictures(n_dup=0)
     md5s = ["%032x" % i for i in range(len(feats))]
-    none = similar.build(md5s, feats, [["/p/%d.jpg" % i] for i in range(len(feats))], page, log=None)
+    none = similar.build(md5s, feats, [["/p/%d.jpg" % i] for i in range(len(feats))], page)
     assert none.groups == []
     assert (tmp_path / "map.duplicates.csv").read_text() == ",".join(duplicates.CSV_HEADER) + "\n"
 
@@ -199,7 +199,9 @@ def test_csv_quotes_awkward_paths_and_reads_back(tmp_path):
                          status={"/a/with, comma.jpg": "present", "/a/new\nline.jpg": "missing"})
     back = duplicates.read_csv(out)
     rows = back["a" * 32]
-    assert [r["path"] for r in rows] == [p for ps in paths for p in ps]
+    # written as the coordinates CSV writes paths: printable (a newline as \\n), quoted by the csv module
+    assert [r["path"] for r in rows] == ["/a/with, comma.jpg", '/a/"quoted".jpg', "/a/new\\nline.jpg",
+                                         "/a/été <img src=x>.jpg"]
     assert rows[0]["width"] == 640 and rows[0]["bytes"] == 12345 and rows[1]["width"] is None
     assert [r["similarity"] for r in rows] == [1.0, 1.0, 0.987654, 0.9]
     assert [r["status"] for r in rows] == ["present", "", "missing", ""]

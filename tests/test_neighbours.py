@@ -85,17 +85,17 @@ def test_sample_recall_counts_misses():
     assert neighbours.sample_recall(x, damaged) == pytest.approx(0.75, abs=0.02)
 
 
-def test_cache_is_reused_and_a_damaged_or_foreign_one_is_replaced(tmp_path, capsys):
+def test_cache_is_reused_and_a_damaged_or_foreign_one_is_replaced(tmp_path):
     feats = synthetic(300, dim=32)
     md5s = ["%032x" % i for i in range(300)]
     page = tmp_path / "map.html"
     cache, _ = neighbours.file_paths(page)
-    first, reused = neighbours.load_or_compute(md5s, feats, page)
-    assert not reused and os.path.exists(cache)
-    assert capsys.readouterr().err == ""
-    again, reused = neighbours.load_or_compute(md5s, feats, page)
+    said = []
+    first, reused = neighbours.load_or_compute(md5s, feats, page, say=said.append)
+    assert not reused and os.path.exists(cache) and said == []
+    again, reused = neighbours.load_or_compute(md5s, feats, page, say=said.append)
     assert reused and again.index.tolist() == first.index.tolist()
-    assert "reused the neighbours" in capsys.readouterr().err
+    assert said == ["reused the neighbours in %s" % cache]
 
     damaged = [b"", b"not a zip at all", open(cache, "rb").read()[:500]]
     foreign = tmp_path / "foreign.npz"
@@ -107,18 +107,18 @@ def test_cache_is_reused_and_a_damaged_or_foreign_one_is_replaced(tmp_path, caps
         cache_path = str(cache)
         with open(cache_path, "wb") as f:
             f.write(content)
-        nb, reused = neighbours.load_or_compute(md5s, feats, page)
+        said = []
+        nb, reused = neighbours.load_or_compute(md5s, feats, page, say=said.append)
         assert not reused and nb.index.tolist() == first.index.tolist()
-        lines = capsys.readouterr().err.splitlines()
-        assert len(lines) == 1 and lines[0].startswith("visualize: ignored %s (" % cache_path), lines
-        assert lines[0].endswith("recomputing the neighbours")
+        assert len(said) == 1 and said[0].startswith("ignored %s (" % cache_path), said
+        assert said[0].endswith("recomputing the neighbours")
         assert neighbours.load_or_compute(md5s, feats, page)[1], "the replaced cache is good again"
-        capsys.readouterr()
 
     feats2 = feats.copy()
     feats2[7] += 1.0
-    _, reused = neighbours.load_or_compute(md5s, feats2, page)
-    assert not reused and "made from other photos" in capsys.readouterr().err
+    said = []
+    _, reused = neighbours.load_or_compute(md5s, feats2, page, say=said.append)
+    assert not reused and "made from other photos" in said[0]
 
 
 def test_csv_rows_round_trip_with_ranks_from_one(tmp_path):
@@ -137,18 +137,18 @@ def test_csv_rows_round_trip_with_ranks_from_one(tmp_path):
         assert np.allclose([s for _, s in back[md5]], want_sim[i], atol=2e-6)
 
 
-def test_neighbours_csv_is_written_up_to_the_limit_and_on_request(tmp_path, capsys, monkeypatch):
+def test_neighbours_csv_is_written_up_to_the_limit_and_on_request(tmp_path, monkeypatch):
     feats = synthetic(40, dim=16)
     md5s = ["%032x" % i for i in range(40)]
     paths = [["/photos/%d.jpg" % i] for i in range(40)]
     page = tmp_path / "map.html"
     _, csv_path = neighbours.file_paths(page)
-    similar.build(md5s, feats, paths, page, log=None)
+    similar.build(md5s, feats, paths, page)
     assert len(neighbours.read_csv(csv_path)) == 40
     monkeypatch.setattr(neighbours, "CSV_LIMIT", 39)
-    similar.build(md5s, feats, paths, page)
+    said = []
+    similar.build(md5s, feats, paths, page, say=said.append)
     assert not os.path.exists(csv_path), "a CSV of an earlier run is not left behind"
-    assert "map.neighbours.csv not written for 40 photos (480 rows): --neighbours-csv always" in \
-        capsys.readouterr().err
-    similar.build(md5s, feats, paths, page, neighbours_csv="always", log=None)
+    assert "%s not written for 40 photos (480 rows): --neighbours-csv always writes it" % csv_path in said
+    similar.build(md5s, feats, paths, page, neighbours_csv="always")
     assert len(neighbours.read_csv(csv_path)) == 40

@@ -18,7 +18,7 @@ def test_deleted_files_and_folders_are_missing_in_a_reachable_tree(tmp_path):
     result = originals.check(paths)
     assert [result.status[p] for p in paths] == ["present", "missing", "missing", "present"]
     assert result.unreachable == []
-    assert originals.summary_line(result) == "visualize: 2 originals no longer exist (marked missing)"
+    assert originals.summary_line(result) == "2 originals no longer exist (marked missing)"
 
 
 def test_an_unplugged_drive_is_unreachable_and_said_once(tmp_path):
@@ -60,15 +60,16 @@ def test_facts_are_read_from_the_header_as_a_viewer_shows_the_photo(tmp_path):
     assert originals.facts(str(tmp_path / "gone.jpg")) == (None, None, None)
 
 
-def test_duplicates_csv_marks_gone_originals(tmp_path, capsys):
+def test_duplicates_csv_marks_gone_originals(tmp_path):
     a = str(make_photo(tmp_path / "p" / "a.jpg", size=(64, 48)))
     b = str(make_photo(tmp_path / "p" / "b.jpg", size=(64, 48)))
     os.remove(b)
     page = tmp_path / "map.html"
     feats = np.array([[1, 0, 0], [1, 0, 0], [0, 1, 0]], np.float32)
-    similar.build(["a" * 32, "b" * 32, "c" * 32], feats, [[a], [b], [str(tmp_path / "p" / "c.jpg")]], page)
-    err = capsys.readouterr().err
-    assert "visualize: 2 originals no longer exist (marked missing)" in err
+    said = []
+    similar.build(["a" * 32, "b" * 32, "c" * 32], feats, [[a], [b], [str(tmp_path / "p" / "c.jpg")]], page,
+                  say=said.append)
+    assert "2 originals no longer exist (marked missing)" in said
     text = open(similar.duplicates_csv_path(page), encoding="utf-8").read().splitlines()
     assert text[1].endswith(",64,48,%d,present" % os.path.getsize(a))
     assert text[2].endswith(",,,,missing")

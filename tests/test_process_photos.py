@@ -315,6 +315,17 @@ def test_max_pixels_option(stage1, tmp_path):
     assert line.endswith(": too large: 1.2 MP > 1 MP limit (--max-pixels)")
 
 
+def test_max_pixels_stands_in_for_pillows_guard_only_while_reading(capsys, tmp_path, monkeypatch,
+                                                                   keep_globals):
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # Pillow's bomb guard, far below the photo
+    make_photo(tmp_path / "src" / "a.jpg", size=(640, 480))
+    # main itself, not run_main: that one would put the guard back whatever the run did to it.
+    rc = process_photos.main(["-d", str(tmp_path / "src"), "-o", str(tmp_path / "out"), "-j", "1"])
+    out, err = capsys.readouterr()
+    assert rc == 0 and list(parse(out).entries) == [str(tmp_path / "src" / "a.jpg")], err
+    assert Image.MAX_IMAGE_PIXELS == 1000, "the in-process run left Pillow's guard as it found it"
+
+
 def test_file_that_vanishes_between_crawl_and_open(stage1, tmp_path, monkeypatch):
     real_crawl = thumbs.crawl
 
@@ -334,8 +345,8 @@ def test_worker_never_raises_on_bad_input(tmp_path, keep_globals):
     (tmp_path / "empty.jpg").write_bytes(b"")
     (tmp_path / "dir.jpg").mkdir()
     assert thumbs.make_thumbnail(str(tmp_path / "missing.jpg")) == (
-        thumbs.FAILED, None, "vanished before it could be read")
-    assert thumbs.make_thumbnail(str(tmp_path / "empty.jpg")) == (thumbs.FAILED, None, "empty file")
+        thumbs.FAILED, None, "vanished before it could be read", None)
+    assert thumbs.make_thumbnail(str(tmp_path / "empty.jpg")) == (thumbs.FAILED, None, "empty file", None)
     assert thumbs.make_thumbnail(str(tmp_path / "dir.jpg"))[0] == thumbs.FAILED
 
 

@@ -10,12 +10,14 @@ Inputs whose .npy is already complete are skipped without being opened, so a rer
 Two different inputs with the same basename would write the same .npy: the later one is
 refused and named on stderr (the same file listed twice is simply taken once).
 Offline: --weights PATH (a state-dict file), or put torchvision's file in $TORCH_HOME/hub/checkpoints.
-Reduced precision: --precision auto uses bf16 on CPUs with AMX/AVX512-BF16 and on GPUs;
+Reduced precision: --precision auto uses bf16 on CPUs with AMX/AVX512-BF16 and on GPUs, int8 on
+other x86 CPUs (calibrated once per output folder on your own images, kept only where its vectors
+stay within cosine 0.99 of fp32; the parameters are kept in <output>/int8.json);
 --precision fp32 forces full precision. The vector format is defined in photomap/features.py.
 """
 import sys
 
-from photomap import embed
+from photomap import embed, model, network
 from photomap.cli import Parser, UsageError, count
 from photomap.report import SetupError, fatal
 
@@ -26,7 +28,7 @@ def build_parser():
     p.add_argument("paths", nargs="*", metavar="PATH",
                    help="images to embed; a single - reads one path per line from stdin")
     p.add_argument("-o", "--output", required=True, help="feature folder, created if missing")
-    p.add_argument("-m", "--model", default=embed.DEFAULT_MODEL,
+    p.add_argument("-m", "--model", default=model.DEFAULT_MODEL,
                    help="any torchvision classification model (default: %(default)s)")
     p.add_argument("-b", "--batch-size", type=count(1), default=None,
                    help="images per forward pass (default: 32 on CPU, 256 on a GPU)")
@@ -34,12 +36,12 @@ def build_parser():
                    help="decode processes; 0 decodes in the main process (default: 1 on a CPU "
                         "with up to 4 cores, a quarter of the cores above that, all but one "
                         "core (at most 16) for a GPU)")
-    p.add_argument("--device", choices=embed.DEVICES, default="auto",
+    p.add_argument("--device", choices=network.DEVICES, default="auto",
                    help="auto picks cuda, then mps, then cpu (default: auto)")
-    p.add_argument("--precision", choices=embed.PRECISIONS, default="auto",
+    p.add_argument("--precision", choices=network.PRECISIONS, default="auto",
                    help="auto: bf16 on GPUs with bf16 (else fp16) and on CPUs with native bf16 "
-                        "(AMX/AVX512-BF16), fp32 on other CPUs; fp32 forces full precision "
-                        "(default: auto)")
+                        "(AMX/AVX512-BF16), int8 on other x86 CPUs where it stays within cosine "
+                        "0.99 of fp32 (else fp32); fp32 forces full precision (default: auto)")
     p.add_argument("--weights", metavar="PATH",
                    help="local state-dict file instead of the pretrained ImageNet weights from "
                         "the torch hub cache (for machines without network)")

@@ -13,6 +13,7 @@ import argparse
 from photomap import thumbs
 from photomap.cli import Parser, UsageError, count
 from photomap.report import SetupError, fatal
+from photomap.runner import cores
 
 
 def _pixel_count(text):
@@ -40,7 +41,7 @@ def build_parser():
                    default=list(thumbs.DEFAULT_EXTENSIONS),
                    help="file extensions to take, any case (default: %(default)s)")
     p.add_argument("-j", "--jobs", type=count(1), default=None,
-                   help="worker processes (default: all cores, here %d)" % thumbs.default_jobs())
+                   help="worker processes (default: all cores, here %d)" % cores())
     p.add_argument("-q", "--quiet", action="store_true",
                    help="no progress bar, info or summary; per-file failures and errors only")
     p.add_argument("-v", "--verbose", action="store_true", help="one stderr line per photo")
@@ -49,6 +50,9 @@ def build_parser():
     p.add_argument("--max-pixels", type=_pixel_count, default=thumbs.DEFAULT_MAX_PIXELS,
                    help="skip images with more pixels than this, read from the header before "
                         "decoding; 0 = no limit (default: %(default)s)")
+    p.add_argument("--backfill-info", action="store_true",
+                   help="with -l: first record the date taken, camera and GPS of listed photos that "
+                        "lack them (listed before <output>.info existed), reading only those originals")
     return p
 
 
@@ -62,7 +66,7 @@ def main(argv=None) -> int:
         return thumbs.run(args.dir, args.output, size=args.size, file_list=args.file_list,
                           extensions=args.extensions, jobs=args.jobs, quiet=args.quiet,
                           verbose=args.verbose, retry_errors=args.retry_errors,
-                          max_pixels=args.max_pixels)
+                          max_pixels=args.max_pixels, backfill_info=args.backfill_info)
     except SetupError as exc:
         return fatal(str(exc))
 
