@@ -38,8 +38,12 @@ def demo(tmp_path_factory, random_weights):
         subprocess.run([sys.executable, os.path.join(ROOT, "process_photos.py"), "-d", str(photos), "-o",
                         str(thumbs), "-q"], stdout=out, check=True, timeout=900)
     names = "\n".join(str(thumbs / n) for n in sorted(os.listdir(thumbs)) if n.endswith(".jpg"))
+    # fp32: random-init features put every photo within cosine 0.98 of every other, and int8's rounding
+    # (auto's choice on some CPUs) moves a re-encoded copy as far as a crop there; real features are
+    # spread far wider than int8 moves them (its own check holds it within cosine 0.99 of fp32).
     subprocess.run([sys.executable, os.path.join(ROOT, "embeddings.py"), "-o", str(feats), "--weights",
-                    str(random_weights), "-q", "-"], input=names + "\n", text=True, check=True, timeout=900)
+                    str(random_weights), "--precision", "fp32", "-q", "-"], input=names + "\n", text=True,
+                   check=True, timeout=900)
     return work
 
 
