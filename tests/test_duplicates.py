@@ -12,7 +12,7 @@ import pytest
 from conftest import ROOT
 from photomap import duplicates, meta, neighbours, similar
 from photomap.commands import visualize
-from photomap_tools import sample
+from photomap_tools import sample, synthetic
 
 EDIT = re.compile(r"IMG_.+?(_crop\d|_mirror|_dark|_bright|_lowq|_sideways)?\.jpg$")
 picture_of = sample.source_picture  # which scikit-image picture a sample file shows
@@ -209,3 +209,20 @@ def test_csv_quotes_awkward_paths_and_reads_back(tmp_path):
     assert rows[0]["width"] == 640 and rows[0]["bytes"] == 12345 and rows[1]["width"] is None
     assert [r["similarity"] for r in rows] == [1.0, 1.0, 0.987654, 0.9]
     assert [r["status"] for r in rows] == ["present", "", "missing", ""]
+
+
+def test_dup_threshold_option_is_checked_before_any_work_and_used(run_main, tmp_path):
+    inputs = synthetic.write_map_inputs(tmp_path / "in", 30)
+    args = ["--meta", inputs.meta, "--thumbs", inputs.thumbs, "--features", inputs.features,
+            "-o", tmp_path / "map.html"]
+    bad = run_main(visualize.main, *args, "--dup-threshold", "high")
+    assert bad.status == 2 and bad.err == [
+        "error: --dup-threshold must be auto or a cosine similarity above -1 and at most 1, not 'high'"]
+    assert os.listdir(tmp_path) == ["in"], "nothing written"
+    fixed = run_main(visualize.main, *args, "--dup-threshold", "0.9999")
+    assert fixed.status == 0
+    assert [line for line in fixed.err if "near-duplicate group" in line] == [
+        "visualize: 0 near-duplicate groups (0 photos, 0 files); threshold: cosine 0.9999 (--dup-threshold)"]
+    auto = run_main(visualize.main, *args)
+    assert any(line.startswith("visualize: 12 nearest neighbours of each photo (exact)") for line in auto.err)
+    assert any("threshold from the data: cosine" in line for line in auto.err)
