@@ -2,6 +2,7 @@
 """Benchmark stage 2: embeddings.py against a plain reference, on the same generated thumbnails.
 
     .venv/bin/python bench/bench_embeddings.py            # 1000 thumbnails
+    .venv/bin/python bench/bench_embeddings.py -n 3000 --precision int8
     .venv/bin/python bench/bench_embeddings.py -n 2000 -- -j 2 -b 64
 
 Generates N photo-like 224px JPEG thumbnails (crops of scikit-image's sample photos) under
@@ -9,9 +10,12 @@ bench/out/ (git-ignored), then times, alternating R times (-r, default 3),
   * the reference: this script started again as its own process, opening the paths one after
     another with Pillow, the weights' own transforms, fp32, torch.no_grad, batch 128, np.save per
     file;
-  * embeddings.py as a user runs it (a subprocess, default settings; arguments after -- are added),
+  * embeddings.py as a user runs it (a subprocess, default settings plus -v and --precision;
+    arguments after -- are added),
 and prints images/s for each run, the ratio of each pair and the median ratio. Both use the same
-random-init resnet18 weights (--weights; no download). Also checks that both computed the same
+random-init resnet18 weights (--weights; no download). embeddings.py's fixed costs (imports,
+weights, network preparation, int8 calibration and quantization, from its -v start-up line) are
+listed apart, with its rate without them ("steady"). Also checks that both computed the same
 features (cosine similarity).
 """
 import argparse
@@ -62,6 +66,8 @@ def main(argv=None) -> int:
     parser.add_argument("-r", "--repeat", type=int, default=3,
                         help="runs of each side, alternating (default: 3)")
     parser.add_argument("--skip-reference", action="store_true", help="time embeddings.py only")
+    parser.add_argument("--precision", default="auto",
+                        help="embeddings.py --precision (default: auto)")
     parser.add_argument("--run-reference", nargs=3, metavar=("PATHS", "WEIGHTS", "OUT"),
                         help=argparse.SUPPRESS)  # the reference's own process, started by main
     parser.add_argument("extra", nargs="*", help="arguments added to embeddings.py (after --)")
@@ -87,7 +93,8 @@ def main(argv=None) -> int:
         f.write("".join(p + "\n" for p in paths))
     ref_dir = os.path.join(args.out, "emb_reference")
     feat_dir = os.path.join(args.out, "emb_features")
-    cmd = [sys.executable, os.path.join(ROOT, "embeddings.py"), "-o", feat_dir, "--weights", weights]
+    cmd = [sys.executable, os.path.join(ROOT, "embeddings.py"), "-o", feat_dir, "--weights", weights,
+           "--precision", args.precision, "-v"]
     cmd += args.extra + ["-"]
     print("$ " + " ".join(cmd[1:]) + " < paths")
     # The two sides alternate, so each pair of runs meets about the same load on a shared machine.
@@ -101,17 +108,22 @@ def main(argv=None) -> int:
         emb = run_embeddings(cmd, paths, feat_dir)
         if emb is None:
             return 1
-        print("run %d  embeddings.py: %.1fs wall, %.1f images/s (%.1f images/s after start-up)%s" % (
-            run, len(paths) / emb[0], emb[0], emb[1], "" if run > 1 else "\n    " + emb[2]))
+        print("run %d  embeddings.py: %.1fs wall, %.1f images/s (%.1f images/s after start-up, "
+              "%.1f steady)%s" % (run, len(paths) / emb[0], emb[0], emb[1], emb[3],
+                                  "" if run > 1 else "\n    " + emb[2]))
+        print("        fixed costs: " + ", ".join("%s %.2fs" % kv for kv in emb[4].items()))
         if ref:
-            pairs.append((emb[0] / ref[0], emb[1] / ref[1]))
-            print("        ratio %.2fx whole runs, %.2fx after start-up" % pairs[-1])
+            pairs.append((emb[0] / ref[0], emb[1] / ref[1], emb[3] / ref[1]))
+            print("        ratio %.2fx whole runs, %.2fx after start-up, %.2fx steady" % pairs[-1])
     if pairs:
-        whole, loop = sorted(p[0] for p in pairs), sorted(p[1] for p in pairs)
+        whole, loop, steady = (sorted(p[i] for p in pairs) for i in range(3))
         print("ratio, whole runs (both include interpreter start, imports and exit): median %.2fx "
               "(%s)" % (statistics.median(whole), ", ".join("%.2f" % r for r in whole)))
-        print("ratio, after start-up (embeddings' own rate / reference loop): median %.2fx (%s)" % (
-            statistics.median(loop), ", ".join("%.2f" % r for r in loop)))
+        print("ratio, after start-up (embeddings' own rate, network preparation included / "
+              "reference loop): median %.2fx (%s)" % (
+                  statistics.median(loop), ", ".join("%.2f" % r for r in loop)))
+        print("ratio, steady (embeddings without its fixed costs / reference loop): median %.2fx "
+              "(%s)" % (statistics.median(steady), ", ".join("%.2f" % r for r in steady)))
         cos = []
         for p in paths[:: max(1, len(paths) // 200)]:
             name = os.path.basename(p) + ".npy"
@@ -134,7 +146,8 @@ def run_reference(list_file, weights, ref_dir, n):
 
 def run_embeddings(cmd, paths, feat_dir):
     """One embeddings.py run into an empty folder, as a user runs it; ``(images/s whole run,
-    images/s from its own summary line, its stderr lines)``, or None when it failed."""
+    images/s from its own summary line, its stderr lines, images/s without the fixed costs after
+    imports and weights, {fixed cost: seconds})``, or None when it failed."""
     shutil.rmtree(feat_dir, ignore_errors=True)
     start = time.perf_counter()
     res = subprocess.run(cmd, input="".join(p + "\n" for p in paths), text=True,
@@ -145,7 +158,16 @@ def run_embeddings(cmd, paths, feat_dir):
         print(res.stderr, file=sys.stderr)
         return None
     log = "\n    ".join(line for line in res.stderr.splitlines() if line.startswith("embeddings:"))
-    return len(paths) / seconds, float(summary[0].split("(")[-1].split()[0]), log
+    fixed = {}
+    for line in res.stderr.splitlines():
+        if line.startswith("embeddings: start-up: "):
+            for part in line.split(": ", 2)[2].split(", "):
+                name, value = part.rsplit(" ", 1)
+                fixed[name] = float(value.rstrip("s"))
+    elapsed = float(summary[0].rsplit(" in ", 1)[1].split("s ")[0])
+    after_weights = elapsed - sum(v for k, v in fixed.items() if k not in ("imports", "weights"))
+    return (len(paths) / seconds, float(summary[0].split("(")[-1].split()[0]), log,
+            len(paths) / after_weights, fixed)
 
 
 if __name__ == "__main__":

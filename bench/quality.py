@@ -2,6 +2,7 @@
 """Map-quality report: run the real three stages on a photo folder plus edited copies, and score the map.
 
     ./bench/quality.py output/sample_photos --weights resnet18.pth
+    ./bench/quality.py output/sample_photos --weights resnet18.pth --precision fp32,int8
     make quality WEIGHTS=resnet18.pth
 
 For every photo it writes four edited copies into a scratch folder (crop 90 %, downscale 50 %,
@@ -14,6 +15,9 @@ originals plus copies, and prints:
     neighbours from the same sub-folder, next to the chance level.
 Other edits of the same photo are not counted as neighbours in the recall figures. It states the
 weights used; weights that are not the published ImageNet file (e.g. random-init) give only a floor.
+With several --precision values (e.g. fp32,int8), stages 2 and 3 run once per precision on the same
+thumbnails and the figures are printed side by side, with each one's difference from the first
+column and the smallest cosine similarity between the two precisions' vectors of one thumbnail.
 """
 import argparse
 import csv
@@ -26,7 +30,7 @@ import tempfile
 
 import numpy as np
 
-from photomap import features, meta
+from photomap import featureload, features, meta
 from photomap.thumbs import DEFAULT_EXTENSIONS, crawl
 from photomap_tools import quality
 
@@ -49,6 +53,9 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--n-neighbors", type=int, help="UMAP n_neighbors passed to visualize.py")
     parser.add_argument("--min-dist", type=float, help="UMAP min_dist passed to visualize.py")
+    parser.add_argument("--precision", default="auto",
+                        help="embeddings.py --precision; several, comma-separated (fp32,int8), "
+                             "are compared side by side (default: auto)")
     parser.add_argument("--json", help="also write the figures to this JSON file")
     args = parser.parse_args(argv)
     if not os.path.isdir(args.photos):
@@ -89,26 +96,41 @@ def evaluate(args, work):
 
     py = sys.executable
     thumbs, meta_path = os.path.join(work, "thumbs"), os.path.join(work, "thumbs.meta")
-    feats, page = os.path.join(work, "features"), os.path.join(work, "map.html")
     with open(meta_path, "w") as out:
         run([py, os.path.join(ROOT, "process_photos.py"), "-d", photos_in, "-o", thumbs, "-q"], stdout=out)
     names = sorted(os.path.join(thumbs, n) for n in os.listdir(thumbs) if n.endswith(".jpg"))
-    cmd = [py, os.path.join(ROOT, "embeddings.py"), "-o", feats, "-m", args.model, "-q", "-"]
-    if args.weights:
-        cmd[2:2] = ["--weights", args.weights]
-    run(cmd, input="\n".join(names) + "\n", text=True)
-    umap_args = ["--n-neighbors", str(args.n_neighbors)] if args.n_neighbors else []
-    umap_args += ["--min-dist", str(args.min_dist)] if args.min_dist is not None else []
-    run([py, os.path.join(ROOT, "visualize.py"), "--meta", meta_path, "--thumbs", thumbs,
-         "--features", feats, "-o", page, "--seed", str(args.seed), "-q"] + umap_args)
-
     log = meta.read_meta(meta_path)
+    precisions = args.precision.split(",")
+    figs, vectors = {}, {}
+    for prec in precisions:
+        suffix = "" if len(precisions) == 1 else "_" + prec
+        feats, page = os.path.join(work, "features" + suffix), os.path.join(work, "map%s.html" % suffix)
+        cmd = [py, os.path.join(ROOT, "embeddings.py"), "-o", feats, "-m", args.model,
+               "--precision", prec, "-q", "-"]
+        if args.weights:
+            cmd[2:2] = ["--weights", args.weights]
+        run(cmd, input="\n".join(names) + "\n", text=True)
+        umap_args = ["--n-neighbors", str(args.n_neighbors)] if args.n_neighbors else []
+        umap_args += ["--min-dist", str(args.min_dist)] if args.min_dist is not None else []
+        run([py, os.path.join(ROOT, "visualize.py"), "--meta", meta_path, "--thumbs", thumbs,
+             "--features", feats, "-o", page, "--seed", str(args.seed), "-q"] + umap_args)
+        figs[prec], vectors[prec] = score(args, originals, copies, log, photos_in, feats, page)
+        figs[prec]["precision"] = features.read_sidecar(feats).get("precision")
+    if len(precisions) == 1:
+        print_figures(args, figs[precisions[0]])
+        return figs[precisions[0]]
+    return compare(args, figs, vectors)
+
+
+def score(args, originals, copies, log, photos_in, feats, page):
+    """The figures of one stage 2 + 3 run, and ``{md5: vector}`` of its features."""
     with open(os.path.splitext(page)[0] + ".coords.csv", newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
     order = [r["md5"] for r in rows]
     coords = np.array([[float(r["x"]), float(r["y"])] for r in rows])
-    feat, found, _ = features.load_for_md5s(feats, order)
-    assert found == order, "every mapped point has a feature vector"
+    got = featureload.load_matrix(feats, [features.feature_name(meta.thumb_name(m)) for m in order])
+    feat = got.matrix
+    assert len(got.kept) == len(order), "every mapped point has a feature vector"
     index = {md5: i for i, md5 in enumerate(order)}
 
     pairs, siblings = [], {}
@@ -140,8 +162,13 @@ def evaluate(args, work):
     if len(set(top.values())) >= 2 and len(top) == len(order):
         share, chance = quality.label_agreement(coords, [top[m] for m in order], k)
         fig["label_agreement_at_%d" % k], fig["label_chance"] = share, chance
+    return fig, dict(zip(order, feat))
 
-    print(weights_line)
+
+def print_figures(args, fig):
+    """The report of one precision, as lines on stdout."""
+    k = args.k
+    print(fig["weights"])
     print("photos %d, edited copies %d, map points %d" % (fig["photos"], fig["edited_copies"], fig["points"]))
     print("near-duplicate recall@1 (feature space, cosine): %.3f" % fig["feature_recall_at_1"])
     print("near-duplicate recall@%d (2-D map):               %.3f" % (k, fig["map_recall_at_%d" % k]))
@@ -149,9 +176,45 @@ def evaluate(args, work):
     if "label_chance" in fig:
         print("same-folder share of %d map neighbours:           %.3f (chance %.3f)"
               % (k, fig["label_agreement_at_%d" % k], fig["label_chance"]))
-    if not published:
+    if not fig["published_weights"]:
         print("note: not the published weights -- figures are a floor for what pretrained weights give")
-    return fig
+
+
+def compare(args, figs, vectors):
+    """Print the figures of each precision side by side, with differences from the first one;
+    returns ``{precision: figures}`` plus the vectors' smallest cosine to the first precision's."""
+    k = args.k
+    names = list(figs)
+    first = figs[names[0]]
+    print(first["weights"])
+    print("photos %d, edited copies %d, map points %d" % (first["photos"], first["edited_copies"],
+                                                          first["points"]))
+    rows = [("near-duplicate recall@1 (feature space, cosine)", "feature_recall_at_1"),
+            ("near-duplicate recall@%d (2-D map)" % k, "map_recall_at_%d" % k),
+            ("feature-space %d-NN kept in the map" % k, "neighbour_preservation_at_%d" % k),
+            ("same-folder share of %d map neighbours" % k, "label_agreement_at_%d" % k)]
+    print("%-50s %s" % ("", "  ".join("%-16s" % ("%s (%s)" % (n, figs[n]["precision"]))
+                                      for n in names)))
+    for label, key in rows:
+        if key not in first:
+            continue
+        cells = ["%.3f" % first[key]] + ["%.3f (%+.3f)" % (figs[n][key], figs[n][key] - first[key])
+                                         for n in names[1:]]
+        print("%-50s %s" % (label + ":", "  ".join("%-16s" % c for c in cells)))
+    base = vectors[names[0]]
+    for n in names[1:]:
+        cos = [float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
+               for a, b in ((base[m], vectors[n][m]) for m in base if m in vectors[n])]
+        figs[n]["min_cosine_to_%s" % names[0]] = min(cos)
+        print("%s vectors vs %s: min cosine %.4f, median %.5f over %d thumbnails" % (
+            n, names[0], min(cos), float(np.median(cos)), len(cos)))
+        worst = max(abs(figs[n][key] - first[key]) for key in
+                    ("feature_recall_at_1", "neighbour_preservation_at_%d" % k))
+        print("%s vs %s: near-duplicate recall and neighbour preservation within 0.01: %s "
+              "(largest difference %.3f)" % (n, names[0], "yes" if worst <= 0.01 else "NO", worst))
+    if not first["published_weights"]:
+        print("note: not the published weights -- figures are a floor for what pretrained weights give")
+    return figs
 
 
 if __name__ == "__main__":

@@ -6,12 +6,13 @@ DataLoader worker processes decode (:mod:`photomap.decode`) while the main proce
 :class:`VectorWriter` saves the vectors through :mod:`photomap.features`.
 """
 import os
+import time
 from collections import deque
 
 from . import features
 from .decode import Preprocess, collate, decode, default_workers, loader
 from .model import DEFAULT_MODEL, feature_head, load_model, resolve_model_name
-from .network import Network, choose_device, choose_precision, default_batch_size
+from .network import Network, choose_device, choose_precision, default_batch_size, precision_reason
 from .report import SetupError, one_line, printable
 from .runner import Run
 
@@ -32,6 +33,7 @@ def run(paths, out_dir, model_name=DEFAULT_MODEL, batch_size=None, workers=None,
     """
     r = Run(STAGE, quiet)
     check_options(batch_size, workers)
+    clock = {"start": time.perf_counter()}
     client = None
     if scheduler is not None:
         from . import cluster
@@ -39,13 +41,18 @@ def run(paths, out_dir, model_name=DEFAULT_MODEL, batch_size=None, workers=None,
     model_name = resolve_model_name(model_name)
     dev = choose_device(device)
     prec = choose_precision(precision, dev)
+    if client is not None and prec == "int8":
+        raise SetupError("--precision int8 is not available with --scheduler (its calibration runs on "
+                         "one machine): use fp32, bf16 or fp16")
+    clock["imports"] = time.perf_counter()
     r.check_output(out_dir, "output folder")
     model, weights_info, transforms = load_model(model_name, weights_path)
+    clock["weights"] = time.perf_counter()
     model, dim = feature_head(model)
     preprocess = Preprocess(transforms)
     sidecar = dict(weights_info, model=model_name, dim=dim, precision=prec,
                    preprocessing=preprocess.describe())
-    open_output(r, out_dir, sidecar)
+    old = open_output(r, out_dir, sidecar)
 
     batch_size = batch_size or default_batch_size(dev)
     workers = default_workers(dev) if workers is None else workers
@@ -61,7 +68,15 @@ def run(paths, out_dir, model_name=DEFAULT_MODEL, batch_size=None, workers=None,
     # The decode workers start now, so they fill their queue while the network is prepared.
     batches = iter(loader(todo, preprocess, batch_size, workers, dev))
     net = Network(model, dev, prec, preprocess)
-    say_setup(r, net, sidecar, batch_size, workers, verbose)
+    if prec == "int8":
+        identity = {key: sidecar[key] for key in features.IDENTITY_KEYS}
+        net.quantize(out_dir, identity, todo, log=r.info)
+    clock["network"] = time.perf_counter()
+    say_setup(r, net, sidecar, batch_size, workers, verbose, precision_reason(precision, prec, dev),
+              always=bool(todo) and net.int8 is not None and net.int8.fallback)
+    record_precision(r, out_dir, sidecar, old, net.precision, bool(todo))
+    if verbose:
+        say_start_up(r, clock, net)
     for path, reason in refused:
         r.fail(path, reason)
     if verbose:
@@ -80,12 +95,12 @@ def check_options(batch_size, workers) -> None:
         raise SetupError("--workers must be 0 (decode in the main process) or more, not %d" % workers)
 
 
-def open_output(r, out_dir, sidecar: dict) -> None:
-    """Record ``sidecar`` (what makes the vectors) in ``out_dir`` and remove stray temporary files.
+def open_output(r, out_dir, sidecar: dict):
+    """Check ``out_dir``'s sidecar against ``sidecar`` (what makes the vectors) and remove stray
+    temporary files; returns the folder's sidecar (None in a new folder).
 
     Raises :class:`SetupError`, having written nothing, when the folder's sidecar cannot be read or
-    names another model, weights, preprocessing or dimension. Another precision is added to the
-    recorded one (``bf16,fp32``), with a note.
+    names another model, weights, preprocessing or dimension.
     """
     try:
         old = features.read_sidecar(out_dir)
@@ -98,12 +113,33 @@ def open_output(r, out_dir, sidecar: dict) -> None:
             key, was, now = clash
             raise SetupError("%s holds vectors made with %s %s, not %s: use another output folder "
                              "(mixing them would make distances meaningless)" % (out_dir, key, was, now))
-        prec = sidecar["precision"]
-        if old.get("precision") not in (None, prec):
-            sidecar["precision"] = ",".join(sorted(set(str(old["precision"]).split(",")) | {prec}))
-            r.info("note: %s already holds %s vectors; adding %s ones" % (out_dir, old["precision"], prec))
-    features.write_sidecar(out_dir, sidecar)
     r.clean_output(out_dir)
+    return old
+
+
+def record_precision(r, out_dir, sidecar: dict, old, precision: str, adding: bool) -> None:
+    """Write ``sidecar`` into ``out_dir`` with the ``precision`` the network runs in. Where the
+    folder (``old``, its sidecar) holds vectors of another precision and this run is ``adding``
+    some, both are recorded (``bf16,fp32``), with a note: bf16 stays within cosine 0.999 of fp32,
+    and int8 runs only where it stays within quantize.MIN_COSINE (its measured figure is named)."""
+    sidecar["precision"] = precision
+    if old is not None and old.get("precision") not in (None, precision):
+        if adding:
+            sidecar["precision"] = ",".join(sorted(set(str(old["precision"]).split(",")) | {precision}))
+            measured = quantize_note(out_dir) if "int8" in sidecar["precision"] else ""
+            r.info("note: %s already holds %s vectors; adding %s ones%s" % (
+                out_dir, old["precision"], precision, measured))
+        else:  # nothing is embedded now: the folder's vectors are as they were
+            sidecar["precision"] = old["precision"]
+    features.write_sidecar(out_dir, sidecar)
+
+
+def quantize_note(out_dir) -> str:
+    """`` (int8 within cosine X of fp32)`` from the folder's int8.json, or ""."""
+    from . import quantize
+
+    params, _ = quantize.read_params(out_dir, {})
+    return " (int8 within cosine %.4f of fp32)" % params["min_cosine"] if params else ""
 
 
 def plan(paths, out_dir, overwrite, dim, tally):
@@ -132,19 +168,32 @@ def plan(paths, out_dir, overwrite, dim, tally):
     return todo, refused
 
 
-def say_setup(r, net, sidecar, batch_size, workers, verbose) -> None:
-    """The device line; with ``verbose`` also the model, weights, batch and thread counts."""
+def say_setup(r, net, sidecar, batch_size, workers, verbose, why="", always=False) -> None:
+    """The device line, with ``why`` the precision was chosen (shown even when quiet if
+    ``always``: int8 fell back); with ``verbose`` also the model, weights, batch and threads."""
     import torch
 
     threads = torch.get_num_threads()
     dev = net.device
     r.info("device %s%s, precision %s" % (
-        dev, " (%d threads)" % threads if dev.type == "cpu" else "", net.describe()))
+        dev, " (%d threads)" % threads if dev.type == "cpu" else "", net.describe(why)), always=always)
     if verbose:
         r.info("model %s (%s), %d-d features, %d BatchNorm layers folded; batch %d, %d decode "
                "workers, %d inference threads" % (
                    sidecar["model"], sidecar.get("weights_file") or sidecar["weights"],
                    sidecar["dim"], net.folded, batch_size, workers, threads))
+
+
+def say_start_up(r, clock, net) -> None:
+    """One line of the fixed costs before the first batch: imports, weights, the network's
+    preparation, and int8's calibration and quantization (for bench/bench_embeddings.py)."""
+    steps = {"imports": clock["imports"] - clock["start"],
+             "weights": clock["weights"] - clock["imports"],
+             "set-up": clock["network"] - clock["weights"]}
+    for step, seconds in (net.int8.seconds if net.int8 else {}).items():
+        steps["set-up"] -= seconds
+        steps["int8 " + step] = seconds
+    r.info("start-up: " + ", ".join("%s %.2fs" % kv for kv in steps.items()))
 
 
 def embed_batches(r, batches, net, todo, out_dir) -> int:

@@ -29,15 +29,18 @@ def atomic_write(path, mode="wb"):
         raise
 
 
-def remove_stray_temps(folder) -> int:
-    """Delete temporary files left in ``folder`` by a killed run; return how many."""
+def remove_stray_temps(folder, only=None) -> int:
+    """Delete temporary files left in ``folder`` by a killed run; return how many. ``only``: file
+    names (e.g. ``["map.html"]``) whose temporary files alone are removed, for a folder shared with
+    other programs' files."""
     removed = 0
     try:
         names = os.listdir(folder)
     except OSError:
         return 0
+    prefixes = (TMP_PREFIX,) if only is None else tuple(TMP_PREFIX + name + "." for name in only)
     for name in names:
-        if name.startswith(TMP_PREFIX):
+        if name.startswith(prefixes):
             try:
                 os.unlink(os.path.join(folder, name))
                 removed += 1
@@ -51,3 +54,32 @@ def check_writable_dir(folder) -> None:
     os.makedirs(folder, exist_ok=True)
     with tempfile.NamedTemporaryFile(prefix=TMP_PREFIX, dir=folder):
         pass
+
+
+def write_once(path, data: bytes) -> bool:
+    """Put ``data`` at ``path`` unless a file is there already; True when this call put it there.
+
+    The bytes are written under a temporary name and hard-linked into place, which fails when the
+    name exists: of several processes racing (workers of a cluster), exactly one wins and the
+    others read its file. Where the file system has no hard links, the last writer wins instead.
+    """
+    folder, name = os.path.split(os.fspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX + name + ".", dir=folder or ".")
+    try:
+        os.fchmod(fd, 0o666 & ~_UMASK)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            return False
+        except OSError:  # no hard links here (FAT, some network file systems)
+            if os.path.exists(path):
+                return False
+            os.replace(tmp, path)
+        return True
+    finally:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass

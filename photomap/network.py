@@ -1,9 +1,11 @@
 """Stage 2's network: the device, the precision, and the form the model runs in there (BatchNorm
-folded; on CPUs with native bf16 on oneDNN's own layout, elsewhere channels_last under autocast)."""
+folded; on CPUs with native bf16 on oneDNN's own layout, on other x86 CPUs int8 (:mod:`photomap.quantize`),
+elsewhere channels_last under autocast)."""
+from . import quantize
 from .report import SetupError
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")
 
 
 def cpu_has_native_bf16() -> bool:
@@ -48,15 +50,20 @@ def choose_device(requested: str):
 
 
 def choose_precision(requested: str, device) -> str:
-    """``fp32``, ``bf16`` or ``fp16`` for ``--precision`` on ``device``.
+    """``fp32``, ``bf16``, ``fp16`` or ``int8`` for ``--precision`` on ``device`` (int8 is then
+    confirmed or turned into fp32 by :meth:`Network.quantize`).
 
     auto: on CUDA bf16 where supported, else fp16; on MPS fp16; on CPU bf16 only where the CPU
-    has native bf16 (elsewhere bf16 is emulated and slower than fp32), else fp32.
+    has native bf16 (elsewhere bf16 is emulated and slower than fp32), else int8 on x86 CPUs,
+    else fp32.
     """
     import torch
 
     if requested not in PRECISIONS:
         raise SetupError("--precision must be one of %s, not %r" % ("|".join(PRECISIONS), requested))
+    if requested == "int8" and device.type != "cpu":
+        raise SetupError("--precision int8 runs on the CPU only; use --device cpu, or fp16/bf16 on "
+                         "the %s" % device.type)
     if requested != "auto":
         if requested == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
             raise SetupError("--precision bf16: this GPU has no bf16; use fp16 or fp32")
@@ -65,16 +72,29 @@ def choose_precision(requested: str, device) -> str:
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
     if device.type == "mps":
         return "fp16"
-    return "bf16" if cpu_has_native_bf16() else "fp32"
+    if cpu_has_native_bf16():
+        return "bf16"
+    return "int8" if quantize.unavailable() is None else "fp32"
+
+
+def precision_reason(requested: str, precision: str, device) -> str:
+    """Why ``--precision auto`` chose ``precision`` on a CPU, for the log ("" otherwise)."""
+    if requested != "auto" or device.type != "cpu":
+        return ""
+    if precision == "bf16":
+        return "auto: this CPU has native bf16"
+    why_not = quantize.unavailable() if precision == "fp32" else None
+    return "auto: no native bf16 on this CPU" + ("; " + why_not if why_not else "")
 
 
 def autocast(device, precision):
-    """The autocast context for ``precision`` on ``device`` (none for fp32)."""
+    """The autocast context for ``precision`` on ``device`` (none for fp32 and int8, whose
+    networks take and give float32 themselves)."""
     import contextlib
 
     import torch
 
-    if precision == "fp32":
+    if precision in ("fp32", "int8"):
         return contextlib.nullcontext()
     dtype = torch.bfloat16 if precision == "bf16" else torch.float16
     return torch.autocast(device.type, dtype=dtype)
@@ -146,8 +166,8 @@ class Network:
     vectors out.
 
     BatchNorm is folded into the convolutions. On CPU in bf16, models that oneDNN's layout supports
-    run there (:func:`onednn_model`); everything else runs eager in channels_last under autocast
-    (bf16/fp16) or in fp32.
+    run there (:func:`onednn_model`); in int8, the network :meth:`quantize` makes; everything else
+    runs eager in channels_last under autocast (bf16/fp16) or in fp32.
     """
 
     def __init__(self, model, device, precision, preprocess):
@@ -162,12 +182,46 @@ class Network:
             self.model = model.to(device, memory_format=torch.channels_last)
         if device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # one input size: let cuDNN pick its fastest kernels
+        self.int8 = None  # the quantize.Outcome, once quantize() ran
 
-    def describe(self) -> str:
-        """How the network runs, for the log: ``bf16 (oneDNN layout)``, ``fp16 autocast``, ``fp32``."""
+    def quantize(self, out_dir, identity, paths, bar=None, log=None):
+        """Swap in the int8 network of feature folder ``out_dir``: from its stored parameters, else
+        calibrated on an even sample of the image ``paths`` and checked against this fp32 network
+        (see :mod:`photomap.quantize`). ``identity``: the sidecar's identity keys. Falls back to
+        fp32 when the check fails or the model cannot be quantized. Returns the ``quantize.Outcome``."""
+        import torch
+
+        from .decode import collate, decode
+
+        def sample():
+            picked = [paths[i] for i in quantize.sample_indices(len(paths))]
+            batch = collate([(i,) + decode(p, self.preprocess) for i, p in enumerate(picked)])[1]
+            if batch is None:
+                return []
+            return [self.preprocess.on_device(b) for b in batch.split(quantize.BATCH)]
+
+        example = torch.zeros((1, 3) + tuple(self.preprocess.crop_size))
+        self.int8 = quantize.build(self.model, example, out_dir, identity, sample, bar, log)
+        if self.int8.model is not None:
+            self.model = self.int8.model
+        else:
+            self.precision = "fp32"
+        return self.int8
+
+    def describe(self, why="") -> str:
+        """How the network runs, for the log: ``bf16 (oneDNN layout)``, ``fp16 autocast``,
+        ``int8 (x86 engine, min cosine ...)``, ``fp32``; ``why`` is added in the brackets."""
+        text, details = self.precision, []
         if self.onednn is not None:
-            return self.precision + " (oneDNN layout)"
-        return "fp32" if self.precision == "fp32" else self.precision + " autocast"
+            details.append("oneDNN layout")
+        elif self.int8 is not None and self.int8.model is not None:
+            details.append("%s engine, %s" % (self.int8.params["engine"], self.int8.why))
+        elif self.precision not in ("fp32", "int8"):
+            text += " autocast"
+        if self.int8 is not None and self.int8.fallback:
+            details.append(self.int8.why)
+        details += [why] if why else []
+        return text + (" (%s)" % "; ".join(details) if details else "")
 
     def __call__(self, batch):
         """Features of ``batch`` (on any device): float32 (N, dim) on the network's device."""

@@ -14,7 +14,7 @@ import pytest
 
 from conftest import RESNET18_CHECKPOINT, ROOT, make_photo, wait_until
 
-from photomap import decode, embed, features, network
+from photomap import decode, embed, features, fsutil, network, quantize
 from photomap.commands import embeddings
 from photomap.model import feature_head, load_model
 from photomap_tools import synthetic
@@ -64,6 +64,18 @@ def npy_files(folder):
     return sorted(os.listdir(folder))
 
 
+def auto_precision():
+    """What --precision auto picks on this machine's CPU (int8 also leaves int8.json beside)."""
+    import torch
+
+    return network.choose_precision("auto", torch.device("cpu"))
+
+
+def side_files():
+    """The files a default CPU run leaves beside the vectors."""
+    return ["features.json"] + (["int8.json"] if auto_precision() == "int8" else [])
+
+
 # ------------------------------------------------------------------------------------ vectors
 
 def test_hub_cache_vectors_size_dtype_identity_and_differences(tmp_path, torch_home, stage2):
@@ -75,10 +87,14 @@ def test_hub_cache_vectors_size_dtype_identity_and_differences(tmp_path, torch_h
     out = tmp_path / "feats"
     status, err = stage2("-o", out, *CPU, *photos, twin)
     assert status == 0, err
-    assert err[0] == "embeddings: device cpu (%d threads), precision %s" % (
-        torch.get_num_threads(), "bf16 (oneDNN layout)" if network.cpu_has_native_bf16() else "fp32")
+    expected = {"bf16": r"bf16 \(oneDNN layout; auto: this CPU has native bf16\)",
+                "int8": r"int8 \(x86 engine, min cosine 0\.99\d\d to fp32 on 4 images; auto: no "
+                        r"native bf16 on this CPU\)",
+                "fp32": r"fp32 \(auto: no native bf16 on this CPU; .*\)"}[auto_precision()]
+    assert re.fullmatch(r"embeddings: device cpu \(%d threads\), precision %s" % (
+        torch.get_num_threads(), expected), err[0]), err[0]
     assert err[-1].startswith("embeddings: 4 embedded, 0 skipped existing, 0 failed in ")
-    assert npy_files(out) == sorted(["features.json", "twin.jpg.npy"] +
+    assert npy_files(out) == sorted(side_files() + ["twin.jpg.npy"] +
                                     [os.path.basename(p) + ".npy" for p in photos])
     raw = np.load(out / "photo00.jpg.npy")
     assert raw.dtype == np.float32 and raw.shape == (512,)
@@ -90,12 +106,13 @@ def test_hub_cache_vectors_size_dtype_identity_and_differences(tmp_path, torch_h
     assert side["weights"] == "ResNet18_Weights.IMAGENET1K_V1"
     assert "resize_size=[256]" in side["preprocessing"] and "crop_size=[224]" in side["preprocessing"]
 
-    # Deterministic, and the --weights route with the same file gives the same vectors.
+    # Deterministic, and the --weights route with the same file gives the same vectors (the same
+    # inputs, so int8 calibrates on the same images).
     again = tmp_path / "again"
-    assert stage2("-o", again, *CPU, *photos)[0] == 0
+    assert stage2("-o", again, *CPU, *photos, twin)[0] == 0
     weights = torch_home / "hub" / "checkpoints" / RESNET18_CHECKPOINT
     local = tmp_path / "local"
-    assert stage2("-o", local, *CPU, "--weights", weights, *photos)[0] == 0
+    assert stage2("-o", local, *CPU, "--weights", weights, *photos, twin)[0] == 0
     for p in photos:
         assert np.array_equal(vec(out, p), vec(again, p))
         assert np.array_equal(vec(out, p), vec(local, p))
@@ -219,7 +236,7 @@ def test_existing_vectors_are_skipped_unopened_and_overwrite_redoes(tmp_path, ra
     assert "embeddings: removed 1 temporary files left by an interrupted run" in err
     status, err = stage2("-o", out, *w, "--overwrite", photos[1])
     assert err[-1].startswith("embeddings: 1 embedded, 0 skipped existing")
-    assert npy_files(out) == ["features.json", "photo00.jpg.npy", "photo01.jpg.npy"]
+    assert npy_files(out) == side_files() + ["photo00.jpg.npy", "photo01.jpg.npy"]
 
 
 def test_a_chunk_embedded_in_one_call_matches_the_run(tmp_path, random_weights, stage2):
@@ -231,7 +248,14 @@ def test_a_chunk_embedded_in_one_call_matches_the_run(tmp_path, random_weights, 
     ran = tmp_path / "ran"
     assert stage2("-o", ran, *CPU, "--weights", random_weights, *photos)[0] == 0
     model, _, transforms = load_model("resnet18", random_weights)
-    net = network.Network(feature_head(model)[0], torch.device("cpu"), "fp32", decode.Preprocess(transforms))
+    # The network the run used: in int8 (auto on CPUs without bf16), from the folder's int8.json.
+    cpu = torch.device("cpu")
+    net = network.Network(feature_head(model)[0], cpu, network.choose_precision("auto", cpu),
+                          decode.Preprocess(transforms))
+    if net.precision == "int8":
+        side = json.loads((ran / "features.json").read_text())
+        net.quantize(ran, {k: side[k] for k in features.IDENTITY_KEYS}, [])
+        assert net.describe().startswith("int8 (")
     chunk = tmp_path / "chunk"
     chunk.mkdir()
     assert embed.embed_chunk(photos[:2] + [str(bad)] + photos[2:], chunk, net) == [
@@ -239,6 +263,8 @@ def test_a_chunk_embedded_in_one_call_matches_the_run(tmp_path, random_weights, 
     assert npy_files(chunk) == [os.path.basename(p) + ".npy" for p in photos]
     for p in photos:
         assert np.allclose(vec(chunk, p), vec(ran, p), rtol=1e-4, atol=1e-4)
+        if net.precision == "int8":  # integer arithmetic: the same bytes, whatever the batch
+            assert np.array_equal(vec(chunk, p), vec(ran, p))
 
 
 def test_vector_writer_counts_what_is_on_disk_and_raises_a_failed_write(tmp_path):
@@ -282,7 +308,7 @@ def test_folder_of_other_weights_or_model_is_refused(tmp_path, random_weights, s
     status, err = stage2("-o", out, *CPU, "--weights", random_weights, photos[1])
     assert status == 2 and len(err) == 1
     assert err[0].startswith("error: cannot read features.json in %s: " % out)
-    assert npy_files(out) == ["features.json", "photo00.jpg.npy"]
+    assert npy_files(out) == side_files() + ["photo00.jpg.npy"]
 
 
 def test_same_basename_from_two_folders_refuses_the_later(tmp_path, random_weights, stage2):
@@ -332,7 +358,7 @@ def test_each_bad_input_is_one_line_and_the_rest_is_unharmed(tmp_path, random_we
     ]
     assert err[-1].startswith("embeddings: 4 embedded, 0 skipped existing, 6 failed (missing file x2, "
                               "truncated image x2, empty file x1) in ")
-    assert npy_files(out) == sorted(["features.json", "photo00.jpg.npy", "photo01.jpg.npy",
+    assert npy_files(out) == sorted(side_files() + ["photo00.jpg.npy", "photo01.jpg.npy",
                                      "photo02.jpg.npy", "été ü 写真.jpg.npy"])
     clean = tmp_path / "clean"
     assert stage2("-o", clean, *CPU, "--weights", random_weights, *good)[0] == 0
@@ -420,10 +446,10 @@ def test_stdin_dash_with_blank_lines_and_crlf(tmp_path, random_weights):
     photos = photo_crops(tmp_path / "in", 2)
     stdin = ("\r\n%s\r\n\n   \n%s\n\n" % tuple(photos)).encode()
     res = subprocess.run(cmd("-o", tmp_path / "feats", *CPU, "--weights", random_weights, "-"),
-                         input=stdin, capture_output=True, timeout=120)
+                         input=stdin, capture_output=True, timeout=300)
     assert res.returncode == 0, res.stderr
     assert res.stdout == b"", "stdout carries no logs"
-    assert npy_files(tmp_path / "feats") == ["features.json", "photo00.jpg.npy", "photo01.jpg.npy"]
+    assert npy_files(tmp_path / "feats") == side_files() + ["photo00.jpg.npy", "photo01.jpg.npy"]
 
 
 def mapped_files(pid):
@@ -506,3 +532,165 @@ def test_sigkill_then_rerun_ends_with_an_uninterrupted_runs_files(tmp_path, rand
         a, b = vec(killed, p), vec(clean, p)
         # Same precision on both sides: far tighter than the bf16-vs-fp32 gap (~0.5 %).
         assert np.allclose(a, b, rtol=1e-4, atol=1e-4)
+
+
+# ------------------------------------------------------------------------------------ int8 (x86 CPUs)
+
+needs_int8 = pytest.mark.skipif(quantize.unavailable() is not None,
+                                reason="int8 needs an x86 CPU and torch's x86 int8 engine: %s" %
+                                       quantize.unavailable())
+
+
+def thumbnails(folder, n, size=128):
+    """``n`` photo-like JPEG thumbnails from the demo sample's photographs (crops, tints, flips)."""
+    from photomap_tools.sample import make_thumbnails
+
+    return make_thumbnails(str(folder), n, size=size)
+
+
+def int8_params(folder):
+    return json.loads((folder / quantize.PARAMS).read_text())
+
+
+@needs_int8
+def test_int8_vectors_stay_within_the_bar_of_fp32_on_photos(tmp_path, random_weights, stage2):
+    import torch
+
+    photos = thumbnails(tmp_path / "in", 24)
+    w = ["--weights", random_weights] + CPU
+    assert stage2("-o", tmp_path / "fp32", "--precision", "fp32", *w, *photos)[0] == 0
+    status, err = stage2("-o", tmp_path / "int8", "--precision", "int8", *w, *photos)
+    assert status == 0, err
+    stored = int8_params(tmp_path / "int8")
+    assert err[0] == ("embeddings: device cpu (%d threads), precision int8 (%s engine, min cosine "
+                      "%.4f to fp32 on 24 images)" % (torch.get_num_threads(), stored["engine"],
+                                                      stored["min_cosine"]))
+    assert json.loads((tmp_path / "int8" / "features.json").read_text())["precision"] == "int8"
+    assert stored["calibration_images"] == 24 and stored["model"] == "resnet18"
+    cos = [cosine(vec(tmp_path / "fp32", p), vec(tmp_path / "int8", p)) for p in photos]
+    assert min(cos) >= quantize.MIN_COSINE
+    assert abs(min(cos) - stored["min_cosine"]) < 1e-4, "the stored figure is the measured one"
+    assert max(cos) < 0.99999, "int8 computed these, not fp32"
+
+
+@needs_int8
+def test_int8_below_the_bar_runs_fp32_with_one_line_even_quiet(tmp_path, random_weights, stage2,
+                                                               monkeypatch):
+    import torch
+
+    photos = thumbnails(tmp_path / "in", 5)
+    w = ["--weights", random_weights] + CPU
+    monkeypatch.setattr(quantize, "MIN_COSINE", 1.5)  # no vector can be that close: int8 must fail
+    out = tmp_path / "feats"
+    status, err = stage2("-o", out, "-q", "--precision", "int8", *w, *photos[:4])
+    assert status == 0
+    assert err == ["embeddings: device cpu (%d threads), precision fp32 (int8 kept min cosine %.4f "
+                   "to fp32 on 4 images, below 1.50)" % (torch.get_num_threads(),
+                                                          int8_params(out)["min_cosine"])]
+    assert json.loads((out / "features.json").read_text())["precision"] == "fp32"
+    assert stage2("-o", tmp_path / "fp32", "--precision", "fp32", *w, *photos[:4])[0] == 0
+    for p in photos[:4]:
+        assert np.array_equal(vec(out, p), vec(tmp_path / "fp32", p)), "the fp32 network wrote these"
+
+    # The measurement is kept: a run adding photos judges it again without calibrating again.
+    before = (out / quantize.PARAMS).read_bytes()
+    status, err = stage2("-o", out, "-q", "--precision", "int8", *w, photos[4])
+    assert status == 0 and len(err) == 1 and err[0].endswith("on 4 images, below 1.50)")
+    assert (out / quantize.PARAMS).read_bytes() == before
+
+
+@needs_int8
+def test_int8_corrupt_or_foreign_params_file_is_recalibrated_with_one_line(tmp_path, random_weights,
+                                                                           stage2):
+    photos = thumbnails(tmp_path / "in", 4)
+    w = ["--weights", random_weights, "--precision", "int8"] + CPU
+    ref = tmp_path / "ref"
+    assert stage2("-o", ref, *w, *photos)[0] == 0
+    cases = {"cut": ((ref / quantize.PARAMS).read_bytes()[:100], "is unreadable ("),
+             "other": (b'{"format": "something else"}\n', "is not a photomap int8 file"),
+             "resnet50": (json.dumps(dict(int8_params(ref), model="resnet50")).encode(),
+                          "is made for model resnet50, not resnet18")}
+    for name, (content, reason) in cases.items():
+        out = tmp_path / name
+        out.mkdir()
+        (out / quantize.PARAMS).write_bytes(content)
+        status, err = stage2("-o", out, *w, *photos)
+        assert status == 0
+        said = [line for line in err if quantize.PARAMS in line]
+        assert len(said) == 1 and said[0].startswith("embeddings: %s in %s %s" % (
+            quantize.PARAMS, out, reason)) and said[0].endswith(": calibrating again"), said
+        assert int8_params(out) == int8_params(ref), "calibrated again on the same images"
+        for p in photos:
+            assert np.array_equal(vec(out, p), vec(ref, p)), name
+
+
+@needs_int8
+def test_int8_model_that_fx_cannot_trace_falls_back_to_fp32(tmp_path):
+    import torch
+
+    class DataDependent(torch.nn.Module):  # control flow on values: torch.fx cannot trace it
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 8, 3)
+
+        def forward(self, x):
+            y = self.conv(x)
+            return y.mean((2, 3)) if y.sum() > 0 else -y.mean((2, 3))
+
+    x = torch.rand(2, 3, 32, 32)
+    outcome = quantize.build(DataDependent().eval(), x[:1], str(tmp_path), {"model": "m"},
+                             lambda: [x])
+    assert outcome.model is None and outcome.fallback
+    assert outcome.why.startswith("this model cannot be quantized by torch.fx (TraceError: ")
+    assert not (tmp_path / quantize.PARAMS).exists(), "nothing to reuse: the next run tries again"
+
+
+def test_int8_params_first_writer_wins_so_every_worker_uses_one_calibration(tmp_path):
+    path = tmp_path / "x.json"
+    assert fsutil.write_once(path, b"first") is True
+    assert fsutil.write_once(path, b"second") is False
+    assert path.read_bytes() == b"first" and os.listdir(tmp_path) == ["x.json"]
+    theirs = {"model": "m", "activations": {}, "min_cosine": 0.995, "calibration_images": 32}
+    assert quantize.write_params(str(tmp_path), theirs) is theirs
+    got = quantize.write_params(str(tmp_path), dict(theirs, min_cosine=0.999))
+    assert got["min_cosine"] == 0.995, "a worker that calibrated second takes the stored file"
+
+
+@needs_int8
+def test_int8_sigkill_then_resume_gives_byte_identical_files(tmp_path, random_weights):
+    paths = thumbnails(tmp_path / "thumbs", 96, size=64)
+    stdin = "".join(p + "\n" for p in paths)
+    args = ["--device", "cpu", "-j", "1", "-b", "8", "--precision", "int8", "--weights",
+            random_weights, "-v", "-"]
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(cmd("-o", killed, *args), stdin=subprocess.PIPE,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True)
+    proc.stdin.write(stdin)
+    proc.stdin.close()
+
+    def some_written():
+        assert proc.poll() is None, "the run ended before it could be killed"
+        return killed.exists() and sum(n.endswith(".npy") for n in os.listdir(killed)) >= 16
+
+    wait_until(some_written, 240, "16 vectors written by the run to be killed", 0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    partial = [n for n in os.listdir(killed) if n.endswith(".npy") and not n.startswith(".")]
+    assert 16 <= len(partial) < 96
+    calibrated = (killed / quantize.PARAMS).read_bytes()
+
+    res = subprocess.run(cmd("-o", killed, *args), input=stdin, capture_output=True, text=True,
+                         timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert "to fp32 on 32 images (stored))" in res.stderr, "the resumed run did not calibrate again"
+    assert (killed / quantize.PARAMS).read_bytes() == calibrated
+    assert "%d embedded, %d skipped existing, 0 failed" % (96 - len(partial), len(partial)) in \
+        res.stderr
+
+    clean = tmp_path / "clean"
+    res = subprocess.run(cmd("-o", clean, *args), input=stdin, capture_output=True, text=True,
+                         timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert npy_files(killed) == npy_files(clean)
+    for name in npy_files(clean):
+        assert (killed / name).read_bytes() == (clean / name).read_bytes(), name

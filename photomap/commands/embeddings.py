@@ -10,7 +10,9 @@ Inputs whose .npy is already complete are skipped without being opened, so a rer
 Two different inputs with the same basename would write the same .npy: the later one is
 refused and named on stderr (the same file listed twice is simply taken once).
 Offline: --weights PATH (a state-dict file), or put torchvision's file in $TORCH_HOME/hub/checkpoints.
-Reduced precision: --precision auto uses bf16 on CPUs with AMX/AVX512-BF16 and on GPUs;
+Reduced precision: --precision auto uses bf16 on CPUs with AMX/AVX512-BF16 and on GPUs, int8 on
+other x86 CPUs (calibrated once per output folder on your own images, kept only where its vectors
+stay within cosine 0.99 of fp32; the parameters are kept in <output>/int8.json);
 --precision fp32 forces full precision. The vector format is defined in photomap/features.py.
 """
 import sys
@@ -38,8 +40,8 @@ def build_parser():
                    help="auto picks cuda, then mps, then cpu (default: auto)")
     p.add_argument("--precision", choices=network.PRECISIONS, default="auto",
                    help="auto: bf16 on GPUs with bf16 (else fp16) and on CPUs with native bf16 "
-                        "(AMX/AVX512-BF16), fp32 on other CPUs; fp32 forces full precision "
-                        "(default: auto)")
+                        "(AMX/AVX512-BF16), int8 on other x86 CPUs where it stays within cosine "
+                        "0.99 of fp32 (else fp32); fp32 forces full precision (default: auto)")
     p.add_argument("--weights", metavar="PATH",
                    help="local state-dict file instead of the pretrained ImageNet weights from "
                         "the torch hub cache (for machines without network)")
