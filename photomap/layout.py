@@ -1,8 +1,6 @@
 """Stage 3 data side: join the .meta log, thumbnails and feature vectors, lay them out in 2-D with
-UMAP (cached beside the page as ``<page stem>.coords.csv``) and pick colours that help orientation."""
-import csv
-import hashlib
-import io
+UMAP (kept beside the page as ``<page stem>.coords.csv``, the map later runs grow) and pick colours
+that help orientation."""
 import json
 import os
 import sys
@@ -21,8 +19,6 @@ UMAP_DEFAULTS = {"n_neighbors": 15, "min_dist": 0.1, "metric": "cosine", "seed":
 COLOUR_MODES = ("auto", "folder", "cluster", "none")
 MAX_FOLDER_COLOURS = 10  # beyond this many top-level folders a legend stops helping: cluster instead
 N_CLUSTERS = 10
-CACHE_VERSION = 1  # bump when the layout algorithm changes, so old caches are not reused
-CSV_HEADER = ["md5", "x", "y", "path"]
 
 
 @dataclass
@@ -98,15 +94,6 @@ def join_summary(photos: Photos) -> str:
     return line
 
 
-def layout_key(photos: Photos, params: dict) -> str:
-    """Hash of everything the coordinates depend on: md5 list, vector bytes and UMAP parameters."""
-    h = hashlib.sha256()
-    h.update(json.dumps({"v": CACHE_VERSION, "params": params}, sort_keys=True).encode())
-    h.update("\n".join(photos.md5s).encode())
-    h.update(np.ascontiguousarray(photos.features, dtype=np.float32).tobytes())
-    return h.hexdigest()
-
-
 def embed(features: np.ndarray, n_neighbors=15, min_dist=0.1, metric="cosine", seed=None, log="stderr"):
     """2-D coordinates (``(n, 2)`` float64) of the rows of ``features``.
 
@@ -167,70 +154,58 @@ def _say(log, line):
 
 
 def coords_paths(page_path):
-    """``(csv_path, key_path)`` of the coordinates cache beside ``page_path``."""
+    """``(csv_path, key_path)`` of the coordinates beside ``page_path``: the map itself, and the
+    UMAP parameters its layout was made with."""
     stem = os.path.splitext(os.fspath(page_path))[0]
     return stem + ".coords.csv", stem + ".coords.key"
 
 
-def load_or_embed(photos: Photos, page_path, log="stderr", **params):
-    """Coordinates of ``photos``, reused from the cache beside ``page_path`` when its key matches,
-    computed with :func:`embed` (and cached) otherwise. Returns ``(coords, reused)``."""
+def load_or_embed(photos: Photos, page_path, log="stderr", refit=False, **params):
+    """Coordinates of ``photos`` and whether they were reused as they were: ``(coords, reused)``.
+
+    The coordinates CSV beside ``page_path`` is the previous map: its photos keep their places,
+    new photos are placed among them, removed ones disappear (:func:`stable.update`, which says
+    what it did in one line). Without a usable previous map, or with ``refit``, the layout is
+    computed afresh by :func:`embed` (aligned to the previous map when ``refit``)."""
+    from . import coords as coords_csv, stable
+
     params = dict(UMAP_DEFAULTS, **params)
-    key = layout_key(photos, params)
     csv_path, key_path = coords_paths(page_path)
-    coords = _read_cache(csv_path, key_path, key, photos.md5s)
-    reused = coords is not None
+    previous = coords_csv.read_previous(csv_path)
+    laid_out_with = _read_params(key_path)
+    outcome = stable.update(photos.md5s, photos.features, previous,
+                            lambda x: embed(x, log=log, **params), os.path.basename(csv_path),
+                            refit=refit, **params)
+    reused = not outcome.laid_out and not outcome.removed and not previous.bad_rows  # (all kept)
     if reused:
         _say(log, "visualize: reused the map coordinates in %s" % csv_path)
     else:
-        coords = embed(photos.features, log=log, **params)
-    write_coords_csv(csv_path, photos, coords, only_if_changed=reused)
+        for line in outcome.lines:
+            _say(log, line)
+    kept = outcome.kept and laid_out_with is not None
+    changed = {k: v for k, v in params.items() if k != "seed" and kept and laid_out_with.get(k, v) != v}
+    if changed:
+        _say(log, "visualize: kept the map laid out with %s; --refit lays it out with %s" % (
+            ", ".join("%s=%s" % (k, laid_out_with[k]) for k in sorted(changed)),
+            ", ".join("%s=%s" % (k, v) for k, v in sorted(changed.items()))))
+    coords_csv.write(csv_path, photos.md5s, outcome.coords, [p[0] for p in photos.paths],
+                     only_if_changed=reused)
     if not reused:
         with atomic_write(key_path, "w") as f:
-            json.dump({"key": key, "params": params, "n": len(photos)}, f, sort_keys=True)
+            json.dump({"n": len(photos), "params": laid_out_with if kept else params}, f,
+                      sort_keys=True)
             f.write("\n")
-    return coords, reused
+    return outcome.coords, reused
 
 
-def _read_cache(csv_path, key_path, key, md5s):
+def _read_params(key_path):
+    """The UMAP parameters recorded beside the map (a dict), or None when unknown."""
     try:
         with open(key_path, encoding="utf-8") as f:
-            if json.load(f).get("key") != key:
-                return None
-        with open(csv_path, newline="", encoding="utf-8") as f:
-            rows = list(csv.reader(f))
+            params = json.load(f).get("params")
     except (OSError, ValueError, AttributeError):
         return None
-    if not rows or rows[0] != CSV_HEADER or [r[0] for r in rows[1:]] != list(md5s):
-        return None
-    try:
-        return np.array([[float(r[1]), float(r[2])] for r in rows[1:]], dtype=np.float64).reshape(-1, 2)
-    except (IndexError, ValueError):
-        return None
-
-
-def coords_csv_text(photos: Photos, coords) -> str:
-    """The CSV: header ``md5,x,y,path`` then one row per photo with its first original path."""
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(CSV_HEADER)
-    for md5, (x, y), paths in zip(photos.md5s, coords, photos.paths):
-        w.writerow([md5, repr(float(x)), repr(float(y)), paths[0]])
-    return buf.getvalue()
-
-
-def write_coords_csv(csv_path, photos, coords, only_if_changed=False) -> None:
-    """Write the coordinates CSV atomically (skipped when ``only_if_changed`` and it is identical)."""
-    text = coords_csv_text(photos, coords)
-    if only_if_changed:
-        try:
-            with open(csv_path, newline="", encoding="utf-8") as f:
-                if f.read() == text:
-                    return
-        except OSError:
-            pass
-    with atomic_write(csv_path, "w") as f:
-        f.write(text)
+    return params if isinstance(params, dict) else None
 
 
 def common_root(paths) -> str:

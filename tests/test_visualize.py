@@ -1,4 +1,4 @@
-"""Stage 3: join, layout (UMAP, fallbacks, cache), the coords CSV, the command, the notebook, and the
+"""Stage 3: join, layout (UMAP, fallbacks, the kept map), the coords CSV, the command, the notebook, and the
 page itself driven in headless chromium (one nearest photo per hover, click pins it)."""
 import csv
 import os
@@ -146,7 +146,7 @@ def test_umap_seed_is_reproducible_and_separates_clusters(tmp_path):
     assert nearest.tolist() == [k for k in range(3) for _ in range(20)]
 
 
-def test_coords_are_cached_and_reused_until_inputs_or_parameters_change(tmp_path, capsys, monkeypatch):
+def test_the_map_is_reused_and_kept_until_refit(tmp_path, capsys, monkeypatch):
     meta_path, thumbs, feats, _ = write_dataset(tmp_path, 30)
     out = tmp_path / "map.html"
     calls = []
@@ -167,14 +167,19 @@ def test_coords_are_cached_and_reused_until_inputs_or_parameters_change(tmp_path
     assert "reused the map coordinates" in err
     assert (tmp_path / "map.coords.csv").read_text() == first
 
-    assert run_main(args + ["--min-dist", "0.3"], capsys)[0] == 0
-    assert len(calls) == 2 and calls[1]["min_dist"] == 0.3
+    # Other UMAP parameters, a changed vector, a lost parameter record: the map is kept as it is.
+    rc, err = run_main(args + ["--min-dist", "0.3"], capsys)
+    assert rc == 0 and len(calls) == 1
+    assert "kept the map laid out with min_dist=0.1; --refit lays it out with min_dist=0.3" in err
     features.save_vector(features.feature_path_for_md5(feats, md5_of(4)), np.arange(24))
-    assert run_main(args + ["--min-dist", "0.3"], capsys)[0] == 0
-    assert len(calls) == 3  # a changed vector invalidates the cache
     (tmp_path / "map.coords.key").write_text("{}")
     assert run_main(args + ["--min-dist", "0.3"], capsys)[0] == 0
-    assert len(calls) == 4  # so does a key that does not match
+    assert len(calls) == 1 and (tmp_path / "map.coords.csv").read_text() == first
+
+    rc, err = run_main(args + ["--min-dist", "0.3", "--refit"], capsys)
+    assert rc == 0 and len(calls) == 2 and calls[1]["min_dist"] == 0.3
+    assert "visualize: refit 30 photos and aligned them to the previous map" in err
+    assert (tmp_path / "map.coords.csv").read_text() != first
 
 
 def test_coords_csv_quotes_awkward_paths(tmp_path, capsys):
