@@ -35,7 +35,8 @@ def place(features, coords, fixed, n_neighbors=15, min_dist=0.1, metric="cosine"
                                                min(n_neighbors, int(fixed.sum())), metric)
     w = _memberships(dist, skip_first=True)
     w[idx == new[:, None]] = 0.0  # no tie to itself
-    spot, inlier = _spots(coords, fixed, old_idx, _memberships(old_dist))
+    anchor_w = _memberships(old_dist)
+    spot, inlier = _spots(coords, fixed, old_idx, anchor_w)
     rng = np.random.default_rng(seed)
     coords[new] = spot + _nudge(coords, fixed, spot, rng)
     at_spot = (idx[:, :, None] == np.where(inlier, old_idx, -1)[:, None, :]).any(axis=2)
@@ -48,6 +49,13 @@ def place(features, coords, fixed, n_neighbors=15, min_dist=0.1, metric="cosine"
     # only drag the photo into the middle of nowhere.
     w[fixed[idx] & ~at_spot] = 0.0
     heads, tails, weights = _union(new, idx, w, n)
+    # A tether to the look-alikes at its spot, 1/n_neighbors as strong as a tie: a group whose ties
+    # are all among itself would otherwise drift off wherever repulsion sends it (as a disconnected
+    # component does in UMAP); this holds it beside its kind without pulling it on top of it.
+    tether = free[:, None] & inlier
+    heads = np.concatenate([heads, np.broadcast_to(new[:, None], tether.shape)[tether]])
+    tails = np.concatenate([tails, old_idx[tether]])
+    weights = np.concatenate([weights, anchor_w[tether] / old_idx.shape[1]])
     use = (movable[heads] | movable[tails]).astype(bool)
     if not use.any():
         return coords
