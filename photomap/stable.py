@@ -32,9 +32,10 @@ def update(md5s, features, previous, embed, name, refit=False, n_neighbors=15, m
     map keep their coordinates exactly; the others are placed by :func:`placement.place`. With ``refit``
     the layout is made afresh and aligned to the previous map by :func:`align`."""
     n = len(md5s)
-    if previous is None:
-        return Outcome(embed(features))
     counts = "%s photos" % _n(n)
+    if previous is None:
+        return Outcome(embed(features), lines=["visualize: refit: no previous map %s to align to: laid "
+                                               "out %s afresh" % (name, counts)] if refit else [])
     if previous.problem:
         return Outcome(embed(features), lines=["visualize: could not use the previous map %s (%s): "
                                                "laid out %s afresh" % (name, previous.problem, counts)])

@@ -242,7 +242,10 @@ def test_a_map_of_other_photos_or_an_unusable_file_means_a_fresh_layout():
     assert embed.calls == 3 and out.lines == [
         "visualize: could not use the previous map m.csv (it is empty): laid out 40 photos afresh"]
     out = stable.update(ids, x, None, embed, "m.csv")
-    assert embed.calls == 4 and out.lines == []
+    assert embed.calls == 4 and out.lines == []  # the first map of a backup: nothing to say
+    out = stable.update(ids, x, None, embed, "m.csv", refit=True)
+    assert embed.calls == 5 and out.lines == [
+        "visualize: refit: no previous map m.csv to align to: laid out 40 photos afresh"]
 
 
 @pytest.mark.parametrize("reflect", [False, True])
