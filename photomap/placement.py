@@ -74,8 +74,8 @@ def _neighbours(features, rows, fixed, k, k_old, metric):
     rows, nearest first, distances in ``metric``.
 
     Exact, by brute force in blocks: only the new rows are queried, a fraction of a full layout's
-    neighbour search. cosine and euclidean rank by one float32 matrix product per block, then the
-    chosen distances are computed again in float64; other metrics go through scikit-learn."""
+    neighbour search. cosine and euclidean rank by a float32 matrix product per block, then the
+    chosen few distances are computed from the vectors; other metrics go through scikit-learn."""
     x = np.asarray(features, dtype=np.float32)
     old, new = np.flatnonzero(fixed), np.flatnonzero(~np.asarray(fixed))
     if metric not in ("cosine", "euclidean"):
@@ -88,6 +88,7 @@ def _neighbours(features, rows, fixed, k, k_old, metric):
         norms = np.linalg.norm(x, axis=1, keepdims=True)
         x = x / np.where(norms > 0, norms, 1)
     sq = (x ** 2).sum(axis=1)
+    x_old, x_new = x[old], x[new]
     out = [np.empty((len(rows), k), dtype=np.int64), np.empty((len(rows), k)),
            np.empty((len(rows), k_old), dtype=np.int64), np.empty((len(rows), k_old))]
     block = max(1, 2 ** 24 // len(x))  # rows per block: 64 MB of float32 scores
@@ -95,8 +96,8 @@ def _neighbours(features, rows, fixed, k, k_old, metric):
         part = rows[s:s + block]
         q = x[part]
         # Rank by what the distance grows with: -dot for cosine, |y|^2 - 2 dot for euclidean.
-        top_old = _smallest(_score(q, x[old], sq[old], metric), max(k_old, min(k, len(old))), old)
-        top_new = _smallest(_score(q, x[new], sq[new], metric), min(k, len(new)), new)
+        top_old = _smallest(_score(q, x_old, sq[old], metric), max(k_old, min(k, len(old))), old)
+        top_new = _smallest(_score(q, x_new, sq[new], metric), min(k, len(new)), new)
         cand = np.hstack([top_old[:, :k], top_new])
         d = _distance(x, part, cand, metric)
         d[cand == part[:, None]] = -1.0  # itself first, whatever the rounding
