@@ -9,14 +9,16 @@ MODEL ?= resnet18
 
 .PHONY: demo test gifs quality clean
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+# The project in editable mode with its dev extra (tests, benchmarks, browser driver, sample photos);
+# installed again whenever pyproject.toml changes.
+$(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -r requirements.txt -r requirements-dev.txt
+	$(PY) -m pip install -q -e '.[dev]'
 	touch $@
 
 demo: $(VENV)/.installed
-	$(PY) -m photomap.sample $(OUT)/sample_photos
+	$(PY) -m photomap_tools.sample $(OUT)/sample_photos
 	$(PY) process_photos.py -d $(OUT)/sample_photos -o $(OUT)/torch_thumbs -s 224 \
 		-l $(OUT)/torch_thumbs.meta | tee -a $(OUT)/torch_thumbs.meta > /dev/null
 	find $(OUT)/torch_thumbs -name \*.jpg | $(PY) embeddings.py -o $(OUT)/features_$(MODEL) \
@@ -32,7 +34,7 @@ gifs: demo
 	$(PY) gifs/record.py --page $(OUT)/map_$(MODEL).html --dest gifs
 
 quality: $(VENV)/.installed
-	$(PY) -m photomap.sample $(OUT)/sample_photos
+	$(PY) -m photomap_tools.sample $(OUT)/sample_photos
 	$(PY) bench/quality.py $(OUT)/sample_photos -m $(MODEL) $(if $(WEIGHTS),--weights $(WEIGHTS))
 
 clean:

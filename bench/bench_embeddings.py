@@ -15,8 +15,6 @@ random-init resnet18 weights (--weights; no download). Also checks that both com
 features (cosine similarity).
 """
 import argparse
-import hashlib
-import io
 import os
 import shutil
 import statistics
@@ -26,61 +24,10 @@ import time
 
 import numpy as np
 
+from photomap_tools import synthetic
+from photomap_tools.sample import make_thumbnails
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-
-
-def photo_sources():
-    """A few real photographs (scikit-image's bundled samples) as RGB uint8 arrays."""
-    from skimage import color, data
-
-    out = []
-    for name in ("astronaut", "coffee", "chelsea", "rocket", "cat", "immunohistochemistry",
-                 "hubble_deep_field", "camera", "retina"):
-        try:
-            img = getattr(data, name)()
-        except Exception:  # some samples are fetched on demand: skip those offline
-            continue
-        if img.ndim == 2:
-            img = (color.gray2rgb(img)).astype(np.uint8)
-        out.append(img[..., :3])
-    return out
-
-
-def make_thumbnails(folder, n, size=224, seed=0):
-    """Write ``n`` distinct thumbnails (random crops, flips, tints, aspect ratios) named by md5, as
-    stage 1 names them; returns their paths. Reuses the folder when it already holds ``n``."""
-    from PIL import Image
-
-    marker = os.path.join(folder, ".complete-%d" % n)
-    if os.path.exists(marker):
-        return sorted(os.path.join(folder, f) for f in os.listdir(folder) if f.endswith(".jpg"))
-    shutil.rmtree(folder, ignore_errors=True)
-    os.makedirs(folder)
-    rng = np.random.default_rng(seed)
-    sources = photo_sources()
-    paths = []
-    for i in range(n):
-        src = sources[i % len(sources)]
-        h, w = src.shape[:2]
-        ch = int(h * rng.uniform(0.35, 1.0))
-        cw = min(w, int(ch * rng.uniform(0.66, 1.5)))
-        y, x = rng.integers(0, h - ch + 1), rng.integers(0, w - cw + 1)
-        crop = src[y:y + ch, x:x + cw].astype(np.float32)
-        crop = np.clip(crop * rng.uniform(0.7, 1.2, size=3), 0, 255).astype(np.uint8)
-        if rng.random() < 0.5:
-            crop = crop[:, ::-1]
-        img = Image.fromarray(np.ascontiguousarray(crop))
-        img.thumbnail((size, size), Image.LANCZOS)
-        buf = io.BytesIO()
-        img.save(buf, "JPEG", quality=90)
-        data = buf.getvalue()
-        path = os.path.join(folder, hashlib.md5(data).hexdigest() + ".jpg")
-        with open(path, "wb") as f:
-            f.write(data)
-        paths.append(path)
-    open(marker, "w").close()
-    return sorted(paths)
 
 
 def reference(paths, weights_file, out_dir):
@@ -126,16 +73,12 @@ def main(argv=None) -> int:
         return 0
 
     import torch
-    import torchvision
 
     thumbs = os.path.join(args.out, "emb_thumbs")
     t = time.perf_counter()
     paths = make_thumbnails(thumbs, args.count)
     print("%d thumbnails in %s (%.1fs)" % (len(paths), thumbs, time.perf_counter() - t))
-    weights = os.path.join(args.out, "resnet18-random.pth")
-    if not os.path.exists(weights):
-        torch.manual_seed(0)
-        torch.save(torchvision.models.resnet18().state_dict(), weights)
+    weights = synthetic.random_weights(os.path.join(args.out, "resnet18-random.pth"))
     print("torch %s, %d threads, CPU capability %s" % (
         torch.__version__, torch.get_num_threads(), torch.backends.cpu.get_cpu_capability()))
 

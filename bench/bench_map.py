@@ -18,47 +18,25 @@ import time
 
 import numpy as np
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+from photomap import layout, page
+from photomap_tools import browser, synthetic
 
-from photomap import browser, features, layout, meta, page  # noqa: E402
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 OUT = os.path.join(ROOT, "bench", "out")
 DIM = 512
 
 
 def make_dataset(n, seed=0):
-    """Write n photos' thumbnails, vectors and .meta log under bench/out/n<N>/ (kept between runs)."""
-    from PIL import Image
-    import io
-
+    """Write n photos' thumbnails, vectors and .meta log under bench/out/n<N>/ (kept between runs):
+    40 clusters of ReLU-like 512-d vectors, one tiny JPEG per cluster, in 40 folders over 25 years."""
     root = os.path.join(OUT, "n%d" % n)
-    thumbs, feats = os.path.join(root, "torch_thumbs"), os.path.join(root, "features_resnet18")
-    meta_path = os.path.join(root, "torch_thumbs.meta")
-    if os.path.exists(meta_path):
-        return root, meta_path, thumbs, feats
-    os.makedirs(thumbs, exist_ok=True)
-    os.makedirs(feats, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    centres = rng.normal(size=(40, DIM)).astype(np.float32)
-    jpegs = []
-    for k in range(40):  # tiny JPEGs, one colour per cluster, encoded once
-        buf = io.BytesIO()
-        Image.new("RGB", (32, 24), tuple(int(c) for c in rng.integers(0, 256, 3))).save(buf, "JPEG")
-        jpegs.append(buf.getvalue())
-    lines = []
-    for i in range(n):
-        md5 = "%032x" % (0x5EED0000 + i)
-        k = int(rng.integers(0, 40))
-        vec = np.maximum(centres[k] + 0.5 * rng.normal(size=DIM).astype(np.float32), 0)  # ReLU-like
-        features.save_vector(features.feature_path_for_md5(feats, md5), vec)
-        with open(os.path.join(thumbs, md5 + ".jpg"), "wb") as f:
-            f.write(jpegs[k])
-        lines.append(meta.format_entry(md5, "/photos/%04d/folder_%02d/IMG_%06d.jpg" % (2000 + k % 25, k, i)))
-    with open(meta_path + ".tmp", "w", encoding="utf-8") as f:
-        f.write("".join(lines))
-    os.replace(meta_path + ".tmp", meta_path)
-    return root, meta_path, thumbs, feats
+    meta_path = os.path.join(root, "thumbs.meta")
+    if not os.path.exists(meta_path):
+        folders = ["%04d/folder_%02d" % (2000 + k % 25, k) for k in range(40)]
+        synthetic.write_map_inputs(root, n, dim=DIM, folders=folders, spread=0.5, seed=seed,
+                                   thumb_size=(32, 24), name="IMG_%06d.jpg", nonnegative=True)
+    return root, meta_path, os.path.join(root, "thumbs"), os.path.join(root, "features")
 
 
 HOVER_PROBE_JS = """

@@ -18,7 +18,7 @@ Figures, per scenario:
   same process after a warm-up, median ratio over the rounds (goal: <= 25 %);
 - removing 10 %: the largest displacement of a remaining photo (goal: 0) and the time;
 - --refit: the refit aligned to the previous map: median move and Procrustes residual.
-``--demo`` repeats the add-10 % figures on the demo sample (``python -m photomap.sample``, stages 1
+``--demo`` repeats the add-10 % figures on the demo sample (``python -m photomap_tools.sample``, stages 1
 and 2 run for real with random-init resnet18 weights saved offline; cached in bench/out/demo).
 """
 import argparse
@@ -30,10 +30,10 @@ import time
 
 import numpy as np
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+from photomap import coords, layout, stable
+from photomap_tools import synthetic
 
-from photomap import coords, layout, stable  # noqa: E402
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 OUT = os.path.join(ROOT, "bench", "out")
 
@@ -139,14 +139,9 @@ def demo_features():
     meta_path = os.path.join(work, "thumbs.meta")
     py = sys.executable
     if not os.path.exists(os.path.join(feats, "features.json")):
-        import torch
-        import torchvision
-
         os.makedirs(work, exist_ok=True)
-        weights = os.path.join(work, "resnet18-random.pth")
-        torch.manual_seed(0)
-        torch.save(torchvision.models.resnet18(weights=None).state_dict(), weights)
-        subprocess.run([py, "-m", "photomap.sample", os.path.join(work, "photos")], check=True, cwd=ROOT)
+        weights = synthetic.random_weights(os.path.join(work, "resnet18-random.pth"))
+        subprocess.run([py, "-m", "photomap_tools.sample", os.path.join(work, "photos")], check=True, cwd=ROOT)
         with open(meta_path, "w") as f:
             subprocess.run([py, os.path.join(ROOT, "process_photos.py"), "-d", os.path.join(work, "photos"),
                             "-o", os.path.join(work, "thumbs"), "-q"], stdout=f, check=True)

@@ -5,7 +5,7 @@
     .venv/bin/python bench/gpu_embeddings.py --device cpu -n 300    # dry run of every part on a CPU
 
 One prepared script for a machine lent for a few minutes: it makes N distinct-named 224px
-thumbnails (1000 photo-like ones from bench_embeddings.py, copied under new names), saves random
+thumbnails (1000 photo-like ones from photomap_tools.sample, copied under new names), saves random
 resnet18 weights (no download needed), then times separately
   1. the network alone on the device (synthetic batches, as embeddings.py prepares the model),
   2. decoding alone (the DataLoader workers embeddings.py uses, pinned batches, no model),
@@ -20,16 +20,15 @@ import subprocess
 import sys
 import time
 
+from photomap_tools import synthetic
+from photomap_tools.sample import make_thumbnails
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-sys.path.insert(0, ROOT)
-sys.path.insert(0, HERE)
 
 
 def thumbnails(folder, n):
     """``n`` thumbnails in ``folder``: 1000 distinct images, repeated under distinct names."""
-    from bench_embeddings import make_thumbnails
-
     base = make_thumbnails(os.path.join(folder, "base"), min(n, 1000))
     files = os.path.join(folder, "n%d" % n)
     marker = os.path.join(files, ".complete")
@@ -53,11 +52,11 @@ def time_model(weights, dev, precision, batch, steps=30):
     """images/s of the prepared network alone on synthetic uint8 batches already on the device."""
     import torch
 
-    from photomap import embed
+    from photomap import decode, model, network
 
-    model, _, transforms = embed.load_model("resnet18", weights)
-    model, _ = embed.feature_head(model)
-    net = embed.Network(model, dev, precision, embed.Preprocess(transforms))
+    cnn, _, transforms = model.load_model("resnet18", weights)
+    cnn, _ = model.feature_head(cnn)
+    net = network.Network(cnn, dev, precision, decode.Preprocess(transforms))
     x = torch.randint(0, 255, (batch, 224, 224, 3), dtype=torch.uint8, device=dev)  # NHWC, as decoded
     with torch.inference_mode():
         for i in range(steps + 5):
@@ -71,10 +70,10 @@ def time_model(weights, dev, precision, batch, steps=30):
 
 def time_decode(paths, batch, workers, dev):
     """images/s of the decode workers alone (embeddings.py's DataLoader, pinned on CUDA, no model)."""
-    from photomap import embed
+    from photomap import decode
     from torchvision.models import ResNet18_Weights
 
-    loader = embed._loader(paths, embed.Preprocess(ResNet18_Weights.DEFAULT.transforms()), batch,
+    loader = decode.loader(paths, decode.Preprocess(ResNet18_Weights.DEFAULT.transforms()), batch,
                            workers, dev)
     start, n = time.perf_counter(), 0
     for idxs, b, bad in loader:
@@ -116,24 +115,20 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
 
     import torch
-    import torchvision
 
-    from photomap import embed
+    from photomap import decode, network
 
-    dev = embed.choose_device(args.device)
-    precision = embed.choose_precision("auto", dev)
-    batch = embed.default_batch_size(dev)
-    workers = embed.default_workers(dev)
+    dev = network.choose_device(args.device)
+    precision = network.choose_precision("auto", dev)
+    batch = network.default_batch_size(dev)
+    workers = decode.default_workers(dev)
     gpu = torch.cuda.get_device_name(0) if dev.type == "cuda" else "none"
     print("device %s (%s), precision %s, batch %d, %d decode workers, %d CPUs, torch %s" % (
         dev, gpu, precision, batch, workers, os.cpu_count(), torch.__version__), flush=True)
 
     t = time.perf_counter()
     paths = thumbnails(args.out, args.count)
-    weights = os.path.join(args.out, "resnet18-random.pth")
-    if not os.path.exists(weights):
-        torch.manual_seed(0)
-        torch.save(torchvision.models.resnet18().state_dict(), weights)
+    weights = synthetic.random_weights(os.path.join(args.out, "resnet18-random.pth"))
     print("%d thumbnails ready (%.1fs)" % (len(paths), time.perf_counter() - t), flush=True)
 
     rates = {}

@@ -26,26 +26,11 @@ import tempfile
 
 import numpy as np
 
+from photomap import features, meta
+from photomap.thumbs import DEFAULT_EXTENSIONS, crawl
+from photomap_tools import quality
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-
-from photomap import embed, features, meta, quality  # noqa: E402
-from photomap.thumbs import DEFAULT_EXTENSIONS, crawl  # noqa: E402
-
-
-def describe_weights(model, weights_path):
-    """One line naming the weights, and whether they are torchvision's published file."""
-    import torchvision
-
-    default = torchvision.models.get_model_weights(model).DEFAULT
-    url = default.url
-    published = os.path.basename(url).rsplit("-", 1)[-1].split(".")[0]  # hash prefix in the name
-    path = weights_path or embed.hub_checkpoint_path(default)
-    digest = embed.sha256_file(path)
-    if digest.startswith(published):
-        return "weights: %s (published ImageNet weights, sha256 %s...)" % (path, digest[:12]), True
-    return ("weights: %s (sha256 %s... is NOT the published %s file: e.g. random-init weights; "
-            "these figures are only a floor)" % (path, digest[:12], os.path.basename(url))), False
 
 
 def run(cmd, **kwargs):
@@ -138,7 +123,7 @@ def evaluate(args, work):
         for c in group:
             siblings[c] = set(group) - {c}
 
-    weights_line, published = describe_weights(args.model, args.weights)
+    weights_line, published = quality.describe_weights(args.model, args.weights)
     k = args.k
     fig = {
         "photos": len(originals), "edited_copies": len(pairs), "points": len(order),

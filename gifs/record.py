@@ -21,12 +21,12 @@ from collections import Counter
 
 import numpy as np
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+from photomap import layout, page
+from photomap.fsutil import atomic_write
+from photomap.report import fatal
+from photomap_tools import browser
 
-from photomap import browser, layout, page  # noqa: E402
-from photomap.fsutil import atomic_write  # noqa: E402
-from photomap.report import fatal  # noqa: E402
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # A pointer drawn in the page at the mouse position, so the frames show where the mouse is.
 POINTER_JS = """

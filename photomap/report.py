@@ -50,38 +50,9 @@ class Tally:
         return "%s: %s in %.1fs (%.1f images/s)" % (self.stage, ", ".join(parts), elapsed, rate)
 
 
-class EmptyFile(Exception):
-    """Raised by a reader for a zero-byte file, so it gets its own reason."""
-
-
 def one_line(obj) -> str:
     """``str(obj)`` with all whitespace runs (newlines included) collapsed to single spaces."""
     return " ".join(str(obj).split())
-
-
-def image_error_reason(exc) -> str:
-    """A short, fixed reason for an exception raised while reading or decoding one image
-    (both stages use it, so the same bad file is named the same way in each)."""
-    from PIL import Image, UnidentifiedImageError
-
-    if isinstance(exc, FileNotFoundError):
-        return "missing file"
-    if isinstance(exc, IsADirectoryError):
-        return "is a folder, not a file"
-    if isinstance(exc, PermissionError):
-        return "permission denied"
-    if isinstance(exc, EmptyFile):
-        return "empty file"
-    if isinstance(exc, UnidentifiedImageError):
-        return "not an image (cannot identify image file)"
-    if isinstance(exc, Image.DecompressionBombError):
-        return "too many pixels (decompression bomb guard)"
-    if isinstance(exc, MemoryError):
-        return "out of memory while decoding"
-    text = one_line(exc)
-    if "truncated" in text.lower() or isinstance(exc, EOFError):
-        return "truncated image"
-    return "cannot decode: %s%s" % (type(exc).__name__, " (" + text[:120] + ")" if text else "")
 
 
 def short_reason(reason: str) -> str:

@@ -43,12 +43,20 @@ class Run:
             print(line, file=sys.stderr)
 
     def output_dir(self, folder, what: str) -> None:
-        """Create ``folder`` if needed and prove it writable, then remove the temporary files a
-        killed run left there. Raises :class:`SetupError` naming ``what`` ("thumbnail folder")."""
+        """:meth:`check_output` then :meth:`clean_output`, for a stage with nothing to check between."""
+        self.check_output(folder, what)
+        self.clean_output(folder)
+
+    def check_output(self, folder, what: str) -> None:
+        """Create ``folder`` if needed and prove it writable; raises :class:`SetupError` naming
+        ``what`` ("thumbnail folder")."""
         try:
             fsutil.check_writable_dir(folder)
         except OSError as exc:
             raise SetupError("cannot write to %s %s: %s" % (what, folder, exc.strerror or exc))
+
+    def clean_output(self, folder) -> None:
+        """Remove the temporary files a killed run left in ``folder``, and say how many."""
         removed = fsutil.remove_stray_temps(folder)
         if removed:
             self.info("removed %d temporary files left by an interrupted run" % removed)
@@ -66,14 +74,19 @@ class Run:
         self.tally.fail(item, reason, progress=self.bar if self.bar is not None and not self.bar.disable
                         else None)
 
+    def error(self, message: str) -> None:
+        """Close the bar and print ``error: message``: a problem that ends the run midway."""
+        self.close()
+        print("error: " + message, file=sys.stderr)
+
     def close(self) -> None:
         """Close the progress bar (idempotent), so later lines start on a clean line."""
         if self.bar is not None:
             self.bar.close()
 
-    def summary(self, order, rate_of: str) -> None:
-        """Close the bar and print the closing line (unless quiet): counts in ``order``, top
-        failure reasons, elapsed time and ``rate_of`` items per second."""
+    def summary(self, order, rate_of: str, always: bool = False) -> None:
+        """Close the bar and print the closing line (unless quiet; ``always``: even then): counts
+        in ``order``, top failure reasons, elapsed time and ``rate_of`` items per second."""
         self.close()
-        if not self.quiet:
+        if always or not self.quiet:
             print(self.tally.summary(order, rate_of), file=sys.stderr)

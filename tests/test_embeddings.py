@@ -8,15 +8,16 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
 
-from conftest import RESNET18_CHECKPOINT, ROOT, make_photo
+from conftest import RESNET18_CHECKPOINT, ROOT, make_photo, wait_until
 
-import embeddings
-from photomap import embed, features
+from photomap import decode, embed, features, network
+from photomap.commands import embeddings
+from photomap.model import feature_head, load_model
+from photomap_tools import synthetic
 
 SCRIPT = os.path.join(ROOT, "embeddings.py")
 CPU = ["--device", "cpu", "-j", "1", "-b", "4"]
@@ -41,11 +42,14 @@ def photo_crops(folder, n, size=224):
     return paths
 
 
-def run(capsys, *args):
-    """``main`` in this process; returns (exit status, stderr lines)."""
-    status = embeddings.main([str(a) for a in args])
-    err = capsys.readouterr().err
-    return status, err.splitlines()
+@pytest.fixture
+def stage2(run_main):
+    """``stage2(*args)``: embeddings.py's main in this process; returns (exit status, stderr lines)."""
+    def run(*args):
+        status, out, err = run_main(embeddings.main, *args)
+        assert out == "", "stdout carries no logs"
+        return status, err
+    return run
 
 
 def vec(folder, path):
@@ -62,17 +66,17 @@ def npy_files(folder):
 
 # ------------------------------------------------------------------------------------ vectors
 
-def test_hub_cache_vectors_size_dtype_identity_and_differences(tmp_path, torch_home, capsys):
+def test_hub_cache_vectors_size_dtype_identity_and_differences(tmp_path, torch_home, stage2):
     import torch
 
     photos = photo_crops(tmp_path / "in", 3)
     twin = str(tmp_path / "in" / "twin.jpg")
     shutil.copyfile(photos[0], twin)
     out = tmp_path / "feats"
-    status, err = run(capsys, "-o", out, *CPU, *photos, twin)
+    status, err = stage2("-o", out, *CPU, *photos, twin)
     assert status == 0, err
     assert err[0] == "embeddings: device cpu (%d threads), precision %s" % (
-        torch.get_num_threads(), "bf16 (oneDNN layout)" if embed.cpu_has_native_bf16() else "fp32")
+        torch.get_num_threads(), "bf16 (oneDNN layout)" if network.cpu_has_native_bf16() else "fp32")
     assert err[-1].startswith("embeddings: 4 embedded, 0 skipped existing, 0 failed in ")
     assert npy_files(out) == sorted(["features.json", "twin.jpg.npy"] +
                                     [os.path.basename(p) + ".npy" for p in photos])
@@ -88,10 +92,10 @@ def test_hub_cache_vectors_size_dtype_identity_and_differences(tmp_path, torch_h
 
     # Deterministic, and the --weights route with the same file gives the same vectors.
     again = tmp_path / "again"
-    assert run(capsys, "-o", again, *CPU, *photos)[0] == 0
+    assert stage2("-o", again, *CPU, *photos)[0] == 0
     weights = torch_home / "hub" / "checkpoints" / RESNET18_CHECKPOINT
     local = tmp_path / "local"
-    assert run(capsys, "-o", local, *CPU, "--weights", weights, *photos)[0] == 0
+    assert stage2("-o", local, *CPU, "--weights", weights, *photos)[0] == 0
     for p in photos:
         assert np.array_equal(vec(out, p), vec(again, p))
         assert np.array_equal(vec(out, p), vec(local, p))
@@ -99,11 +103,11 @@ def test_hub_cache_vectors_size_dtype_identity_and_differences(tmp_path, torch_h
     assert re.fullmatch(r"sha256:[0-9a-f]{64}", side["weights"])
 
 
-def test_bf16_keeps_cosine_to_fp32_on_photos(tmp_path, random_weights, capsys):
+def test_bf16_keeps_cosine_to_fp32_on_photos(tmp_path, random_weights, stage2):
     photos = photo_crops(tmp_path / "in", 6)
     w = ["--weights", random_weights] + CPU
-    assert run(capsys, "-o", tmp_path / "fp32", "--precision", "fp32", *w, *photos)[0] == 0
-    assert run(capsys, "-o", tmp_path / "bf16", "--precision", "bf16", *w, *photos)[0] == 0
+    assert stage2("-o", tmp_path / "fp32", "--precision", "fp32", *w, *photos)[0] == 0
+    assert stage2("-o", tmp_path / "bf16", "--precision", "bf16", *w, *photos)[0] == 0
     assert json.loads((tmp_path / "bf16" / "features.json").read_text())["precision"] == "bf16"
     for p in photos:
         assert cosine(vec(tmp_path / "fp32", p), vec(tmp_path / "bf16", p)) >= 0.999
@@ -117,10 +121,10 @@ def test_one_step_resize_and_crop_gives_the_weights_transforms_values(tmp_path, 
     from torchvision.transforms._presets import ImageClassification
 
     transforms = ResNet18_Weights.DEFAULT.transforms()
-    pre = embed.Preprocess(transforms)
+    pre = decode.Preprocess(transforms)
     photo = Image.fromarray(data.astronaut())
-    model, _, _ = embed.load_model("resnet18", random_weights)
-    model = embed.feature_head(model)[0].eval()
+    model, _, _ = load_model("resnet18", random_weights)
+    model = feature_head(model)[0].eval()
     # (width, height): stage 1 thumbnails, a big photo, a tiny one, already 256 on the short side
     # (crop only), and a crop larger than the resized image (padding): the last two take the
     # two-step path.
@@ -128,7 +132,7 @@ def test_one_step_resize_and_crop_gives_the_weights_transforms_values(tmp_path, 
              ((3000, 2000), transforms, True), ((30, 20), transforms, True),
              ((256, 300), transforms, False), ((224, 161), ImageClassification(crop_size=300), False)]
     for size, t, one_step in cases:
-        p = embed.Preprocess(t)
+        p = decode.Preprocess(t)
         img = photo.resize(size, Image.LANCZOS)
         assert (p.crop_box(*size) is not None) == one_step, size
         want = t(img)
@@ -151,16 +155,16 @@ def test_network_uses_onednn_layout_where_it_can_and_falls_back_quietly(tmp_path
     import torchvision
     from PIL import Image
 
-    if not (embed.cpu_has_native_bf16() and torch.backends.mkldnn.is_available()):
+    if not (network.cpu_has_native_bf16() and torch.backends.mkldnn.is_available()):
         pytest.skip("this CPU has no native bf16, so the oneDNN bf16 path is not taken here")
-    model, _, transforms = embed.load_model("resnet18", random_weights)
-    model, dim = embed.feature_head(model)
-    pre = embed.Preprocess(transforms)
+    model, _, transforms = load_model("resnet18", random_weights)
+    model, dim = feature_head(model)
+    pre = decode.Preprocess(transforms)
     batch = torch.stack([pre.on_cpu(Image.open(p).convert("RGB"))
                          for p in photo_crops(tmp_path, 6)])
     cpu = torch.device("cpu")
-    plain = embed.Network(copy.deepcopy(model), cpu, "fp32", pre)
-    fast = embed.Network(model, cpu, "bf16", pre)
+    plain = network.Network(copy.deepcopy(model), cpu, "fp32", pre)
+    fast = network.Network(model, cpu, "bf16", pre)
     assert (plain.describe(), fast.describe()) == ("fp32", "bf16 (oneDNN layout)")
     assert fast.folded == 20
     with torch.inference_mode():
@@ -170,8 +174,8 @@ def test_network_uses_onednn_layout_where_it_can_and_falls_back_quietly(tmp_path
 
     # Hardswish has no kernel on oneDNN's layout: the probe fails, autocast runs it, and the
     # failure (which torch.fx prints on its way out) stays out of the user's terminal.
-    other, other_dim = embed.feature_head(torchvision.models.mobilenet_v3_small())
-    other = embed.Network(other, cpu, "bf16", pre)
+    other, other_dim = feature_head(torchvision.models.mobilenet_v3_small())
+    other = network.Network(other, cpu, "bf16", pre)
     assert other.describe() == "bf16 autocast"
     with torch.inference_mode():
         assert other(batch).shape == (6, other_dim)
@@ -196,42 +200,73 @@ def test_onednn_copy_that_computes_otherwise_is_not_used(random_weights, monkeyp
             return y.flip(1).to_mkldnn()
 
     monkeypatch.setattr(torch.utils.mkldnn, "to_mkldnn", lambda m, dtype: Skewed(real(m, dtype)))
-    model, _, transforms = embed.load_model("resnet18", random_weights)
-    model, dim = embed.feature_head(model)
-    assert embed.onednn_model(model.eval(), torch.bfloat16, (224, 224)) is None
-    net = embed.Network(model, torch.device("cpu"), "bf16", embed.Preprocess(transforms))
+    model, _, transforms = load_model("resnet18", random_weights)
+    model, dim = feature_head(model)
+    assert network.onednn_model(model.eval(), torch.bfloat16, (224, 224)) is None
+    net = network.Network(model, torch.device("cpu"), "bf16", decode.Preprocess(transforms))
     assert net.describe() == "bf16 autocast"
 
 
-def test_existing_vectors_are_skipped_unopened_and_overwrite_redoes(tmp_path, random_weights, capsys):
+def test_existing_vectors_are_skipped_unopened_and_overwrite_redoes(tmp_path, random_weights, stage2):
     photos = photo_crops(tmp_path / "in", 2)
     out = tmp_path / "feats"
     w = ["--weights", random_weights] + CPU
-    assert run(capsys, "-o", out, *w, photos[0])[0] == 0
+    assert stage2("-o", out, *w, photos[0])[0] == 0
     os.remove(photos[0])  # skipped without decoding: it need not even exist any more
     (out / ".tmp-photo00.jpg.npy.x1y2").write_bytes(b"left by a killed run")
-    status, err = run(capsys, "-o", out, *w, photos[0], photos[1])
+    status, err = stage2("-o", out, *w, photos[0], photos[1])
     assert status == 0 and err[-1].startswith("embeddings: 1 embedded, 1 skipped existing, 0 failed")
     assert "embeddings: removed 1 temporary files left by an interrupted run" in err
-    status, err = run(capsys, "-o", out, *w, "--overwrite", photos[1])
+    status, err = stage2("-o", out, *w, "--overwrite", photos[1])
     assert err[-1].startswith("embeddings: 1 embedded, 0 skipped existing")
     assert npy_files(out) == ["features.json", "photo00.jpg.npy", "photo01.jpg.npy"]
 
 
+def test_a_chunk_embedded_in_one_call_matches_the_run(tmp_path, random_weights, stage2):
+    import torch
+
+    photos = photo_crops(tmp_path / "in", 3)
+    bad = tmp_path / "in" / "notes.jpg"
+    bad.write_text("not an image\n")
+    ran = tmp_path / "ran"
+    assert stage2("-o", ran, *CPU, "--weights", random_weights, *photos)[0] == 0
+    model, _, transforms = load_model("resnet18", random_weights)
+    net = network.Network(feature_head(model)[0], torch.device("cpu"), "fp32", decode.Preprocess(transforms))
+    chunk = tmp_path / "chunk"
+    chunk.mkdir()
+    assert embed.embed_chunk(photos[:2] + [str(bad)] + photos[2:], chunk, net) == [
+        (str(bad), "not an image (cannot identify image file)")]
+    assert npy_files(chunk) == [os.path.basename(p) + ".npy" for p in photos]
+    for p in photos:
+        assert np.allclose(vec(chunk, p), vec(ran, p), rtol=1e-4, atol=1e-4)
+
+
+def test_vector_writer_counts_what_is_on_disk_and_raises_a_failed_write(tmp_path):
+    import torch
+
+    writer = embed.VectorWriter(torch.device("cpu"))
+    paths = [str(tmp_path / ("%d.jpg.npy" % i)) for i in range(10)]
+    vectors = torch.arange(10 * 4, dtype=torch.float32).view(10, 4)
+    with writer:
+        done = sum(writer.put(paths[i:i + 3], vectors[i:i + 3]) for i in range(0, 10, 3))
+        done += writer.finish()
+    assert done == 10
+    for i, p in enumerate(paths):
+        assert np.array_equal(features.load_vector(p), vectors[i].numpy())
+    with embed.VectorWriter(torch.device("cpu")) as writer, pytest.raises(OSError):
+        writer.put([str(tmp_path / "no such folder" / "x.npy")], vectors[:1])
+        writer.finish()
+
+
 # ------------------------------------------------------------------------------------ the folder contract
 
-def test_folder_of_other_weights_or_model_is_refused(tmp_path, random_weights, capsys):
-    import torch
-    import torchvision
-
+def test_folder_of_other_weights_or_model_is_refused(tmp_path, random_weights, stage2):
     photos = photo_crops(tmp_path / "in", 2)
     out = tmp_path / "feats"
-    assert run(capsys, "-o", out, *CPU, "--weights", random_weights, photos[0])[0] == 0
-    other = tmp_path / "other.pth"
-    torch.manual_seed(1)
-    torch.save(torchvision.models.resnet18().state_dict(), other)
+    assert stage2("-o", out, *CPU, "--weights", random_weights, photos[0])[0] == 0
+    other = synthetic.random_weights(tmp_path / "other.pth", seed=1)
     old = json.loads((out / "features.json").read_text())["weights"]
-    status, err = run(capsys, "-o", out, *CPU, "--weights", other, photos[1])
+    status, err = stage2("-o", out, *CPU, "--weights", other, photos[1])
     assert status == 2
     assert err == ["error: %s holds vectors made with weights %s, not sha256:%s: use another output "
                    "folder (mixing them would make distances meaningless)" % (
@@ -239,36 +274,36 @@ def test_folder_of_other_weights_or_model_is_refused(tmp_path, random_weights, c
     side = json.loads((out / "features.json").read_text())
     side["model"] = "resnet50"
     (out / "features.json").write_text(json.dumps(side))
-    status, err = run(capsys, "-o", out, *CPU, "--weights", random_weights, photos[1])
+    status, err = stage2("-o", out, *CPU, "--weights", random_weights, photos[1])
     assert status == 2 and err == [
         "error: %s holds vectors made with model resnet50, not resnet18: use another output folder "
         "(mixing them would make distances meaningless)" % out]
     (out / "features.json").write_text('{"model": "resn')  # cut short by hand
-    status, err = run(capsys, "-o", out, *CPU, "--weights", random_weights, photos[1])
+    status, err = stage2("-o", out, *CPU, "--weights", random_weights, photos[1])
     assert status == 2 and len(err) == 1
     assert err[0].startswith("error: cannot read features.json in %s: " % out)
     assert npy_files(out) == ["features.json", "photo00.jpg.npy"]
 
 
-def test_same_basename_from_two_folders_refuses_the_later(tmp_path, random_weights, capsys):
+def test_same_basename_from_two_folders_refuses_the_later(tmp_path, random_weights, stage2):
     a = make_photo(tmp_path / "a" / "x.jpg", color=(200, 20, 20))
     b = make_photo(tmp_path / "b" / "x.jpg", color=(20, 20, 200))
     alias = str(tmp_path / "a" / ".." / "a" / "x.jpg")
     out = tmp_path / "feats"
-    status, err = run(capsys, "-o", out, *CPU, "--weights", random_weights, a, b, alias, a)
+    status, err = stage2("-o", out, *CPU, "--weights", random_weights, a, b, alias, a)
     assert status == 0
     assert err[1:] == ["embeddings: skipped %s: same basename as an earlier input: %s" % (b, a),
                        err[-1]]
     assert err[-1].startswith("embeddings: 1 embedded, 0 skipped existing, 1 failed "
                               "(same basename as an earlier input x1) in ")
     ref = tmp_path / "ref"
-    assert run(capsys, "-o", ref, *CPU, "--weights", random_weights, a)[0] == 0
+    assert stage2("-o", ref, *CPU, "--weights", random_weights, a)[0] == 0
     assert np.array_equal(vec(out, a), vec(ref, a)), "x.jpg.npy is the first input's vector"
 
 
 # ------------------------------------------------------------------------------------ bad input
 
-def test_each_bad_input_is_one_line_and_the_rest_is_unharmed(tmp_path, random_weights, capsys):
+def test_each_bad_input_is_one_line_and_the_rest_is_unharmed(tmp_path, random_weights, stage2):
     good = photo_crops(tmp_path / "in", 4)
     odd = tmp_path / "in" / "dir with space" / "été ü 写真.jpg"
     odd.parent.mkdir()
@@ -285,7 +320,7 @@ def test_each_bad_input_is_one_line_and_the_rest_is_unharmed(tmp_path, random_we
              good[2], truncated.with_name("t2.jpg")]
     shutil.copyfile(truncated, order[-1])
     out = tmp_path / "feats"
-    status, err = run(capsys, "-o", out, *CPU, "--weights", random_weights, *order)
+    status, err = stage2("-o", out, *CPU, "--weights", random_weights, *order)
     assert status == 0
     assert err[1:-1] == [
         "embeddings: skipped %s: missing file" % missing,
@@ -300,46 +335,46 @@ def test_each_bad_input_is_one_line_and_the_rest_is_unharmed(tmp_path, random_we
     assert npy_files(out) == sorted(["features.json", "photo00.jpg.npy", "photo01.jpg.npy",
                                      "photo02.jpg.npy", "été ü 写真.jpg.npy"])
     clean = tmp_path / "clean"
-    assert run(capsys, "-o", clean, *CPU, "--weights", random_weights, *good)[0] == 0
+    assert stage2("-o", clean, *CPU, "--weights", random_weights, *good)[0] == 0
     for p in good[:3]:
         assert np.allclose(vec(out, p), vec(clean, p), rtol=1e-4, atol=1e-4)
     assert np.allclose(vec(out, odd), vec(clean, good[3]), rtol=1e-4, atol=1e-4)
 
 
-def test_unknown_model_lists_close_matches(tmp_path, capsys):
-    status, err = run(capsys, "-o", tmp_path / "feats", "-m", "resnet81", "x.jpg")
+def test_unknown_model_lists_close_matches(tmp_path, stage2):
+    status, err = stage2("-o", tmp_path / "feats", "-m", "resnet81", "x.jpg")
     assert status == 2
     assert len(err) == 1 and err[0].startswith("error: unknown model 'resnet81'; close matches: resnet18")
     assert "resnet101" in err[0]
     assert not (tmp_path / "feats").exists()
 
 
-def test_cuda_without_gpu_stops_before_work(tmp_path, capsys):
+def test_cuda_without_gpu_stops_before_work(tmp_path, stage2):
     import torch
 
     if torch.cuda.is_available():
         pytest.skip("this machine has a CUDA GPU, so --device cuda is available")
-    status, err = run(capsys, "-o", tmp_path / "feats", "--device", "cuda", "x.jpg")
+    status, err = stage2("-o", tmp_path / "feats", "--device", "cuda", "x.jpg")
     assert status == 2 and len(err) == 1
     assert err[0].startswith("error: --device cuda: no CUDA GPU is available here")
     assert not (tmp_path / "feats").exists()
 
 
-def test_unwritable_output_stops_before_work(tmp_path, random_weights, capsys):
+def test_unwritable_output_stops_before_work(tmp_path, random_weights, stage2):
     photo = make_photo(tmp_path / "p.jpg")
     blocker = tmp_path / "file"
     blocker.write_text("a file where the folder should go")
-    status, err = run(capsys, "-o", blocker / "feats", *CPU, "--weights", random_weights, photo)
+    status, err = stage2("-o", blocker / "feats", *CPU, "--weights", random_weights, photo)
     assert status == 2
     assert err == ["error: cannot write to output folder %s: Not a directory" % (blocker / "feats")]
     if os.geteuid() != 0:  # root writes through permission bits: only the case above applies there
         locked = tmp_path / "locked"
         locked.mkdir(mode=0o500)
-        status, err = run(capsys, "-o", locked, *CPU, "--weights", random_weights, photo)
+        status, err = stage2("-o", locked, *CPU, "--weights", random_weights, photo)
         assert status == 2 and err == ["error: cannot write to output folder %s: Permission denied" % locked]
 
 
-def test_missing_weights_offline_names_url_cache_and_way_out(tmp_path, monkeypatch, capsys):
+def test_missing_weights_offline_names_url_cache_and_way_out(tmp_path, monkeypatch, stage2):
     def no_network(*args, **kwargs):
         raise OSError("network disabled by the test")
 
@@ -347,7 +382,7 @@ def test_missing_weights_offline_names_url_cache_and_way_out(tmp_path, monkeypat
     monkeypatch.setattr(socket.socket, "connect", no_network)
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty_home"))
     photo = make_photo(tmp_path / "p.jpg")
-    status, err = run(capsys, "-o", tmp_path / "feats", *CPU, photo)
+    status, err = stage2("-o", tmp_path / "feats", *CPU, photo)
     assert status == 2
     cache = tmp_path / "empty_home" / "hub" / "checkpoints" / RESNET18_CHECKPOINT
     assert err[-1] == ("error: cannot download weights https://download.pytorch.org/models/%s "
@@ -358,10 +393,10 @@ def test_missing_weights_offline_names_url_cache_and_way_out(tmp_path, monkeypat
     assert not os.listdir(tmp_path / "feats")
 
 
-def test_unreadable_weights_file_is_one_line(tmp_path, capsys):
+def test_unreadable_weights_file_is_one_line(tmp_path, stage2):
     bad = tmp_path / "bad.pth"
     bad.write_bytes(b"not a checkpoint")
-    status, err = run(capsys, "-o", tmp_path / "feats", *CPU, "--weights", bad, "x.jpg")
+    status, err = stage2("-o", tmp_path / "feats", *CPU, "--weights", bad, "x.jpg")
     assert status == 2 and len(err) == 1 and err[0].startswith("error: cannot read weights file %s: " % bad)
 
 
@@ -391,11 +426,28 @@ def test_stdin_dash_with_blank_lines_and_crlf(tmp_path, random_weights):
     assert npy_files(tmp_path / "feats") == ["features.json", "photo00.jpg.npy", "photo01.jpg.npy"]
 
 
+def mapped_files(pid):
+    """The memory map of process ``pid`` (shared libraries it has loaded), or "" once it has ended."""
+    try:
+        with open("/proc/%d/maps" % pid) as f:
+            return f.read()
+    except FileNotFoundError:
+        return ""
+
+
 def test_ctrl_c_during_start_up_is_one_line(tmp_path, random_weights):
+    if not os.path.exists("/proc/self/maps"):
+        pytest.skip("no /proc here to see the command start importing torch")
     photos = photo_crops(tmp_path / "in", 1)
     proc = subprocess.Popen(cmd("-o", tmp_path / "feats", *CPU, "--weights", random_weights,
                                 *photos), stderr=subprocess.PIPE, text=True)
-    time.sleep(1.0)  # importing torch and torchvision alone takes longer than this
+
+    def importing_torch():
+        assert proc.poll() is None, "the run ended before it could be interrupted"
+        return "libtorch" in mapped_files(proc.pid)
+
+    # Start-up is under way once torch's library is loaded; the run still has seconds of it ahead.
+    wait_until(importing_torch, 60, "embeddings.py to load torch's library", 0.005)
     proc.send_signal(signal.SIGINT)
     err = proc.communicate(timeout=60)[1]
     assert proc.returncode == 130, err
@@ -422,13 +474,12 @@ def test_sigkill_then_rerun_ends_with_an_uninterrupted_runs_files(tmp_path, rand
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     proc.stdin.write(stdin)
     proc.stdin.close()
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        done = [n for n in os.listdir(killed) if n.endswith(".npy")] if killed.exists() else []
-        if len(done) >= 40:
-            break
-        time.sleep(0.01)
-    assert proc.poll() is None, "the run ended before it could be killed: %s" % proc.stderr.read()
+
+    def forty_written():
+        assert proc.poll() is None, "the run ended before it could be killed: %s" % proc.stderr.read()
+        return killed.exists() and sum(n.endswith(".npy") for n in os.listdir(killed)) >= 40
+
+    wait_until(forty_written, 120, "40 vectors written by the run to be killed", 0.01)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert proc.returncode == -signal.SIGKILL

@@ -5,6 +5,8 @@ import shutil
 import subprocess
 import sys
 
+import pytest
+
 from conftest import ROOT, make_photo
 from photomap import meta
 
@@ -55,3 +57,65 @@ def test_readme_commands_build_a_page_with_every_photo(tmp_path, torch_home):
     for md5 in md5s:
         assert md5 in page
     assert "http.server 8000 --bind 127.0.0.1" in res.stderr
+
+
+def _transparent_png(path):
+    """A 64 x 64 RGBA PNG: opaque red on the left, transparent black on the right, and a
+    half-transparent blue band at the bottom."""
+    import numpy as np
+    from PIL import Image
+
+    a = np.zeros((64, 64, 4), np.uint8)
+    a[:, :32] = (200, 30, 30, 255)
+    a[40:] = (20, 40, 220, 128)
+    Image.fromarray(a, "RGBA").save(path)
+
+
+def _deep_grey_png(path):
+    """A 64 x 64 16-bit grey PNG: near black on the left, mid grey (in 16 bits) on the right."""
+    import numpy as np
+    from PIL import Image
+
+    a = np.full((64, 64), 1000, np.uint16)
+    a[:, 32:] = 128 * 257
+    Image.fromarray(a).save(path)
+
+
+@pytest.mark.parametrize("make", [_transparent_png, _deep_grey_png], ids=["alpha", "16-bit"])
+def test_both_stages_see_the_same_pixels(tmp_path, random_weights, run_main, make):
+    import numpy as np
+    from PIL import Image
+    from torchvision.transforms._presets import ImageClassification
+
+    from photomap import decode, features
+    from photomap.commands import embeddings, process_photos
+
+    src = tmp_path / "src"
+    src.mkdir()
+    png = src / "odd.png"
+    make(png)
+    # Stage 1: the thumbnail (64 px fits in -s 64: not resized, only converted and saved as JPEG).
+    status, out, err = run_main(process_photos.main, "-d", src, "-o", tmp_path / "thumbs", "-s", 64, "-j", 1)
+    assert status == 0, err
+    md5 = meta.parse_lines(iter(out.splitlines(True))).entries[str(png)]
+    thumb = tmp_path / "thumbs" / meta.thumb_name(md5)
+    seen_by_1 = np.asarray(Image.open(thumb), dtype=np.int16)
+    # Stage 2 given the PNG straight: what its decode workers hand the network, at 64 px.
+    pre = decode.Preprocess(ImageClassification(crop_size=64, resize_size=64))
+    _, tensor, reason = decode.ImageFiles([str(png)], pre)[0]
+    assert reason is None
+    seen_by_2 = tensor.numpy().astype(np.int16)
+    assert seen_by_2.shape == seen_by_1.shape == (64, 64, 3)
+    assert np.abs(seen_by_2 - seen_by_1).mean() < 3, "the same picture, up to JPEG's rounding"
+    if make is _transparent_png:
+        assert seen_by_2[:32, 40:].min() == 255, "transparent is white (it was black in stage 2)"
+    else:
+        assert abs(int(seen_by_2[:, 48].mean()) - 128) <= 1, "16-bit is scaled (it was clipped to 255)"
+
+    # And the vectors: the PNG straight into stage 2 and its stage-1 thumbnail agree.
+    feats = tmp_path / "feats"
+    status, _, err = run_main(embeddings.main, "-o", feats, "--device", "cpu", "-j", 0,
+                              "--weights", random_weights, "-q", png, thumb)
+    assert status == 0, err
+    a, b = (features.load_vector(feats / features.feature_name(p)) for p in (png, thumb))
+    assert float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b))) >= 0.999

@@ -3,7 +3,7 @@ import numpy as np
 from PIL import Image
 
 from conftest import make_photo
-from photomap import quality
+from photomap_tools import quality
 
 
 def test_copy_recall_finds_originals_and_ignores_siblings():
@@ -54,15 +54,7 @@ def test_make_edits_writes_four_distinct_jpegs(tmp_path):
 
 
 def test_report_flags_weights_that_are_not_the_published_file(random_weights, torch_home):
-    import importlib.util
-    import os
-
-    from conftest import ROOT
-
-    spec = importlib.util.spec_from_file_location("quality_report", os.path.join(ROOT, "bench", "quality.py"))
-    report = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(report)
     for given in (str(random_weights), None):  # --weights, and the hub cache's resnet18-f37072fd.pth
-        line, published = report.describe_weights("resnet18", given)
+        line, published = quality.describe_weights("resnet18", given)
         assert not published
         assert "is NOT the published resnet18-f37072fd.pth file" in line and "only a floor" in line

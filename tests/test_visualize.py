@@ -2,56 +2,27 @@
 page itself driven in headless chromium (one nearest photo per hover, click pins it)."""
 import csv
 import os
-import sys
-import time
 
 import numpy as np
 import pytest
 
-from photomap import browser, features, layout, meta, page
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-import visualize  # noqa: E402
+from conftest import ROOT, wait_until
+from photomap import features, layout, meta, page
+from photomap.commands import visualize
+from photomap_tools import browser
+from photomap_tools.synthetic import fake_md5, write_map_inputs
 
 XSS_NAME = "<img src=x onerror=alert(1)>.jpg"
 
 
-def md5_of(i: int) -> str:
-    return "%032x" % (0xABC000 + i)
-
-
-def write_dataset(root, n, dim=24, seed=0, folders="abcd", extra_meta=""):
-    """Generate ``n`` photos: thumbnail, feature vector (clustered by folder) and .meta line each.
-
-    Returns ``(meta_path, thumbs_dir, features_dir, paths_by_md5)``."""
-    from PIL import Image
-
-    rng = np.random.default_rng(seed)
-    thumbs, feats = os.path.join(root, "thumbs"), os.path.join(root, "features")
-    os.makedirs(thumbs, exist_ok=True)
-    os.makedirs(feats, exist_ok=True)
-    features.write_sidecar(feats, {"model": "resnet18", "dim": dim})
-    centres = rng.normal(size=(len(folders), dim))
-    lines, paths = [], {}
-    for i in range(n):
-        md5, folder = md5_of(i), folders[i % len(folders)]
-        colour = tuple(int(c) for c in rng.integers(0, 256, 3))
-        Image.new("RGB", (224, 168), colour).save(os.path.join(thumbs, md5 + ".jpg"), quality=80)
-        features.save_vector(features.feature_path_for_md5(feats, md5),
-                             centres[i % len(folders)] + 0.2 * rng.normal(size=dim))
-        path = "/photos/%s/img_%03d.jpg" % (folder, i)
-        lines.append(meta.format_entry(md5, path))
-        paths[md5] = [path]
-    meta_path = os.path.join(root, "thumbs.meta")
-    with open(meta_path, "w", encoding="utf-8") as f:
-        f.write("".join(lines) + extra_meta)
-    return meta_path, thumbs, feats, paths
-
-
-def run_main(args, capsys):
-    rc = visualize.main([str(a) for a in args])
-    return rc, capsys.readouterr().err
+@pytest.fixture
+def stage3(run_main):
+    """``stage3(*args)``: visualize.py's main in this process; returns (exit status, stderr text)."""
+    def run(*args):
+        status, out, err = run_main(visualize.main, *args)
+        assert out == "", "stdout carries no logs"
+        return status, "\n".join(err)
+    return run
 
 
 def main_args(meta_path, thumbs, feats, out, *extra):
@@ -66,17 +37,17 @@ def read_csv(path):
 # --- join ------------------------------------------------------------------------------------------
 
 def test_join_counts_every_left_out_kind_in_one_line(tmp_path, capsys):
-    meta_path, thumbs, feats, paths = write_dataset(tmp_path, 6)
-    copy_md5 = md5_of(0)
+    meta_path, thumbs, feats, paths = write_map_inputs(tmp_path, 6)
+    copy_md5 = fake_md5(0)
     extra = meta.format_entry(copy_md5, "/photos/a/copy of img_000.jpg")
     extra += meta.format_entry(copy_md5, "/photos/b/" + XSS_NAME)
-    features.save_vector(features.feature_path_for_md5(feats, md5_of(90)), np.ones(24))  # no .meta line
-    features.save_vector(features.feature_path_for_md5(feats, md5_of(91)), np.ones(24))  # no .meta line
-    extra += meta.format_entry(md5_of(92), "/photos/a/no_features.jpg")  # thumbnail, no vector
+    features.save_vector(features.feature_path_for_md5(feats, fake_md5(90)), np.ones(24))  # no .meta line
+    features.save_vector(features.feature_path_for_md5(feats, fake_md5(91)), np.ones(24))  # no .meta line
+    extra += meta.format_entry(fake_md5(92), "/photos/a/no_features.jpg")  # thumbnail, no vector
     from PIL import Image
-    Image.new("RGB", (8, 8)).save(os.path.join(thumbs, md5_of(92) + ".jpg"))
-    extra += meta.format_entry(md5_of(93), "/photos/a/no_thumb.jpg")  # vector, no thumbnail
-    features.save_vector(features.feature_path_for_md5(feats, md5_of(93)), np.ones(24))
+    Image.new("RGB", (8, 8)).save(os.path.join(thumbs, fake_md5(92) + ".jpg"))
+    extra += meta.format_entry(fake_md5(93), "/photos/a/no_thumb.jpg")  # vector, no thumbnail
+    features.save_vector(features.feature_path_for_md5(feats, fake_md5(93)), np.ones(24))
     extra += meta.format_error("/photos/a/broken.jpg", "cannot identify image file")
     extra += meta.format_error("/photos/a/broken2.jpg", "truncated")
     with open(meta_path, "a", encoding="utf-8") as f:
@@ -98,9 +69,9 @@ def test_join_counts_every_left_out_kind_in_one_line(tmp_path, capsys):
 
 
 def test_undecodable_and_control_characters_in_paths_become_printable(tmp_path, capsys):
-    meta_path, thumbs, feats, _ = write_dataset(tmp_path, 1)
+    meta_path, thumbs, feats, _ = write_map_inputs(tmp_path, 1)
     with open(meta_path, "a", encoding="utf-8") as f:
-        f.write(meta.format_entry(md5_of(0), "/photos/caf\udce9\tnew\nline.jpg"))
+        f.write(meta.format_entry(fake_md5(0), "/photos/caf\udce9\tnew\nline.jpg"))
     photos = layout.join(meta_path, thumbs, feats, log=None)
     assert photos.paths[0][1] == "/photos/caf\\xe9\\tnew\\nline.jpg"
 
@@ -108,10 +79,10 @@ def test_undecodable_and_control_characters_in_paths_become_printable(tmp_path, 
 # --- layout ----------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("n", [1, 2, 5])
-def test_tiny_sets_get_a_layout_and_say_how(tmp_path, capsys, n):
-    meta_path, thumbs, feats, paths = write_dataset(tmp_path, n)
+def test_tiny_sets_get_a_layout_and_say_how(tmp_path, stage3, n):
+    meta_path, thumbs, feats, paths = write_map_inputs(tmp_path, n)
     out = tmp_path / "out" / "map.html"
-    rc, err = run_main(main_args(meta_path, thumbs, feats, out), capsys)
+    rc, err = stage3(*main_args(meta_path, thumbs, feats, out))
     assert rc == 0, err
     rows = read_csv(tmp_path / "out" / "map.coords.csv")
     assert rows[0] == ["md5", "x", "y", "path"]
@@ -146,8 +117,8 @@ def test_umap_seed_is_reproducible_and_separates_clusters(tmp_path):
     assert nearest.tolist() == [k for k in range(3) for _ in range(20)]
 
 
-def test_the_map_is_reused_and_kept_until_refit(tmp_path, capsys, monkeypatch):
-    meta_path, thumbs, feats, _ = write_dataset(tmp_path, 30)
+def test_the_map_is_reused_and_kept_until_refit(tmp_path, stage3, monkeypatch):
+    meta_path, thumbs, feats, _ = write_map_inputs(tmp_path, 30)
     out = tmp_path / "map.html"
     calls = []
     real_embed = layout.embed
@@ -158,32 +129,32 @@ def test_the_map_is_reused_and_kept_until_refit(tmp_path, capsys, monkeypatch):
 
     monkeypatch.setattr(layout, "embed", spy)
     args = main_args(meta_path, thumbs, feats, out, "--seed", "3")
-    assert run_main(args, capsys)[0] == 0
+    assert stage3(*args)[0] == 0
     assert len(calls) == 1 and calls[0]["seed"] == 3 and calls[0]["n_neighbors"] == 15
     first = (tmp_path / "map.coords.csv").read_text()
 
-    rc, err = run_main(args, capsys)
+    rc, err = stage3(*args)
     assert rc == 0 and len(calls) == 1  # UMAP not run again
     assert "reused the map coordinates" in err
     assert (tmp_path / "map.coords.csv").read_text() == first
 
     # Other UMAP parameters, a changed vector, a lost parameter record: the map is kept as it is.
-    rc, err = run_main(args + ["--min-dist", "0.3"], capsys)
+    rc, err = stage3(*args + ["--min-dist", "0.3"])
     assert rc == 0 and len(calls) == 1
     assert "kept the map laid out with min_dist=0.1; --refit lays it out with min_dist=0.3" in err
-    features.save_vector(features.feature_path_for_md5(feats, md5_of(4)), np.arange(24))
+    features.save_vector(features.feature_path_for_md5(feats, fake_md5(4)), np.arange(24))
     (tmp_path / "map.coords.key").write_text("{}")
-    assert run_main(args + ["--min-dist", "0.3"], capsys)[0] == 0
+    assert stage3(*args + ["--min-dist", "0.3"])[0] == 0
     assert len(calls) == 1 and (tmp_path / "map.coords.csv").read_text() == first
 
-    rc, err = run_main(args + ["--min-dist", "0.3", "--refit"], capsys)
+    rc, err = stage3(*args + ["--min-dist", "0.3", "--refit"])
     assert rc == 0 and len(calls) == 2 and calls[1]["min_dist"] == 0.3
     assert "visualize: refit 30 photos and aligned them to the previous map" in err
     assert (tmp_path / "map.coords.csv").read_text() != first
 
 
-def test_a_growing_backup_keeps_its_map(tmp_path, capsys):
-    meta_path, thumbs, feats, paths = write_dataset(tmp_path, 40)
+def test_a_growing_backup_keeps_its_map(tmp_path, stage3):
+    meta_path, thumbs, feats, paths = write_map_inputs(tmp_path, 40)
     out = tmp_path / "map.html"
     csv_path = tmp_path / "map.coords.csv"
     args = main_args(meta_path, thumbs, feats, out, "--seed", "1")
@@ -191,12 +162,12 @@ def test_a_growing_backup_keeps_its_map(tmp_path, capsys):
     def the_map():
         return {r[0]: (r[1], r[2]) for r in read_csv(csv_path)[1:]}
 
-    assert run_main(args, capsys)[0] == 0
+    assert stage3(*args)[0] == 0
     first = the_map()
 
     # A month later: 8 more photos. The 40 stay exactly where they were; each new one lands by its kind.
-    _, _, _, paths = write_dataset(tmp_path, 48)
-    rc, err = run_main(args, capsys)
+    paths = write_map_inputs(tmp_path, 48).paths
+    rc, err = stage3(*args)
     assert rc == 0 and "visualize: kept 40 photos in place, placed 8 new, removed 0" in err.splitlines()
     second = the_map()
     assert {m: second[m] for m in first} == first
@@ -210,7 +181,7 @@ def test_a_growing_backup_keeps_its_map(tmp_path, capsys):
     gone = sorted(second)[::10]
     lines = [line for line in open(meta_path, encoding="utf-8") if line.split("\t")[0] not in gone]
     open(meta_path, "w", encoding="utf-8").writelines(lines)
-    rc, err = run_main(args, capsys)
+    rc, err = stage3(*args)
     assert rc == 0 and "visualize: kept 43 photos in place, placed 0 new, removed 5" in err.splitlines()
     third = the_map()
     assert third == {m: v for m, v in second.items() if m not in gone}
@@ -223,7 +194,7 @@ def test_a_growing_backup_keeps_its_map(tmp_path, capsys):
     cut = text[-1].split(",")[0]
     text[-1] = text[-1][:36]
     csv_path.write_text("".join(text), encoding="utf-8")
-    rc, err = run_main(args, capsys)
+    rc, err = stage3(*args)
     assert rc == 0 and "Traceback" not in err
     assert ("visualize: kept 41 photos in place, placed 2 new, removed 1; ignored 2 unreadable rows of "
             "map.coords.csv (their photos placed as new)") in err.splitlines()
@@ -233,36 +204,36 @@ def test_a_growing_backup_keeps_its_map(tmp_path, capsys):
 
     # A map from another feature folder: nothing in common, so a fresh layout, said in one line.
     csv_path.write_text("md5,x,y,path\n%s,0.0,0.0,/elsewhere.jpg\n" % ("e" * 32), encoding="utf-8")
-    rc, err = run_main(args, capsys)
+    rc, err = stage3(*args)
     assert rc == 0
     assert ("visualize: the previous map map.coords.csv shares no photo with these (made from another "
             "feature folder?): laid out 43 photos afresh") in err.splitlines()
     assert set(the_map()) == set(third)
 
 
-def test_coords_csv_quotes_awkward_paths(tmp_path, capsys):
-    meta_path, thumbs, feats, _ = write_dataset(tmp_path, 3)
+def test_coords_csv_quotes_awkward_paths(tmp_path, stage3):
+    meta_path, thumbs, feats, _ = write_map_inputs(tmp_path, 3)
     awkward = '/photos/a/"quoted", with commas.jpg'
     text = open(meta_path, encoding="utf-8").read().replace("/photos/a/img_000.jpg", awkward)
     text = text.replace("/photos/b/img_001.jpg", "/photos/b/" + XSS_NAME)
     open(meta_path, "w", encoding="utf-8").write(text)
     out = tmp_path / "map.html"
-    assert run_main(main_args(meta_path, thumbs, feats, out), capsys)[0] == 0
+    assert stage3(*main_args(meta_path, thumbs, feats, out))[0] == 0
     rows = read_csv(tmp_path / "map.coords.csv")
     assert all(len(r) == 4 for r in rows)
     by_md5 = {r[0]: r for r in rows[1:]}
-    assert by_md5[md5_of(0)][3] == awkward
-    assert by_md5[md5_of(1)][3] == "/photos/b/" + XSS_NAME
+    assert by_md5[fake_md5(0)][3] == awkward
+    assert by_md5[fake_md5(1)][3] == "/photos/b/" + XSS_NAME
     assert '"/photos/a/""quoted"", with commas.jpg"' in (tmp_path / "map.coords.csv").read_text()
 
 
 def test_colours_by_folder_when_few_else_by_cluster(tmp_path):
-    meta_path, thumbs, feats, _ = write_dataset(tmp_path, 40, folders="wxyz")
+    meta_path, thumbs, feats, _ = write_map_inputs(tmp_path, 40, folders="wxyz")
     photos = layout.join(meta_path, thumbs, feats, log=None)
     labels, what = layout.colour_groups(photos, "auto")
     assert what == "top-level folder" and sorted(set(labels)) == ["w", "x", "y", "z"]
     many = tmp_path / "many"
-    meta_path, thumbs, feats, _ = write_dataset(many, 40, folders="abcdefghijklmnop")
+    meta_path, thumbs, feats, _ = write_map_inputs(many, 40, folders="abcdefghijklmnop")
     photos = layout.join(meta_path, thumbs, feats, log=None)
     labels, what = layout.colour_groups(photos, "auto", seed=0)
     assert what.startswith("KMeans") and len(set(labels)) == 10
@@ -284,9 +255,9 @@ def test_help_opens_with_the_real_command_line(capsys):
     assert "python -m http.server 8000 --bind 127.0.0.1" in out
 
 
-def test_a_bad_flag_is_one_error_line(capsys):
-    assert visualize.main(["--meta", "m", "--colour", "plaid"]) == 2
-    err = capsys.readouterr().err
+def test_a_bad_flag_is_one_error_line(stage3):
+    rc, err = stage3("--meta", "m", "--colour", "plaid")
+    assert rc == 2
     assert len(err.splitlines()) == 1 and err.startswith("error: ") and "plaid" in err
 
 
@@ -296,8 +267,8 @@ def test_a_bad_flag_is_one_error_line(capsys):
     ("features", "error: no feature folder at "),
     ("empty", "error: no photo has a .meta line, a thumbnail and a feature vector: nothing to map"),
 ])
-def test_fatal_problems_are_one_error_line(tmp_path, capsys, broken, message):
-    meta_path, thumbs, feats, _ = write_dataset(tmp_path, 3)
+def test_fatal_problems_are_one_error_line(tmp_path, stage3, broken, message):
+    meta_path, thumbs, feats, _ = write_map_inputs(tmp_path, 3)
     if broken == "meta":
         meta_path = str(tmp_path / "missing.meta")
     elif broken == "thumbs":
@@ -306,7 +277,7 @@ def test_fatal_problems_are_one_error_line(tmp_path, capsys, broken, message):
         feats = str(tmp_path / "missing")
     else:
         open(meta_path, "w").write(meta.format_error("/photos/x.jpg", "unreadable"))
-    rc, err = run_main(main_args(meta_path, thumbs, feats, tmp_path / "map.html"), capsys)
+    rc, err = stage3(*main_args(meta_path, thumbs, feats, tmp_path / "map.html"))
     assert rc == 2
     assert err.splitlines()[-1].startswith(message)
     assert [line for line in err.splitlines() if line.startswith("error:")] == [err.splitlines()[-1]]
@@ -318,7 +289,7 @@ def test_fatal_problems_are_one_error_line(tmp_path, capsys, broken, message):
 def test_notebook_runs_top_to_bottom_on_a_generated_dataset(tmp_path, monkeypatch):
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")
-    meta_path, thumbs, feats, paths = write_dataset(tmp_path, 8)
+    meta_path, thumbs, feats, paths = write_map_inputs(tmp_path, 8)
     out = tmp_path / "out" / "map.html"
     os.makedirs(out.parent)
     for key, value in (("META", meta_path), ("THUMBS", thumbs), ("FEATURES", feats), ("OUTPUT", out)):
@@ -369,7 +340,7 @@ def site(tmp_path_factory):
     thumbs = root / "torch_thumbs"
     thumbs.mkdir()
     points = SINGLES + CLUSTER
-    md5s = [md5_of(i) for i in range(len(points))]
+    md5s = [fake_md5(i) for i in range(len(points))]
     paths = [["/photos/trip/img_%d.jpg" % i] for i in range(len(points))]
     paths[0] = ["/photos/trip/" + XSS_NAME, "/photos/backup/" + XSS_NAME, "/photos/old/a & b.jpg"]
     for i, md5 in enumerate(md5s):
@@ -384,9 +355,12 @@ def site(tmp_path_factory):
 
 
 def open_page(driver, site):
+    driver.execute_cdp_cmd("Network.clearBrowserCache", {})  # every test sees the requests it causes
     driver.get(site["server"].url + "map.html")
     browser.wait_for_plot(driver, page.PLOT_NAME)
-    driver.execute_script("window._alerted = false; window.alert = () => { window._alerted = true; };")
+    driver.execute_script(
+        "window._alerted = false; window.alert = () => { window._alerted = true; };"
+        "document.addEventListener('pointerup', (e) => { window._last_pointerup = e.timeStamp; }, true);")
 
 
 TOOLTIP_STATE_JS = """
@@ -396,27 +370,42 @@ return tips.map((t) => ({imgs: [...t.querySelectorAll('img')].map((i) => [i.natu
   children: t.querySelectorAll('*').length}));
 """ % page.TOOLTIP_CLASS
 
+# Bokeh reads two taps whose events are closer than this (by the events' timeStamp) as one double tap:
+# UIGestures.doubletap_threshold in bokeh's ui_gestures.ts.
+DOUBLETAP_MS = 300
 
-def tooltips(driver, wait_for_image=True, timeout=5.0):
-    """The visible tooltips, after their image (if any) has loaded."""
-    deadline = time.monotonic() + timeout
-    while True:
+
+def tooltips_shown(driver, src=None):
+    """The visible tooltips once at least one shows and every image in them has loaded (with ``src``,
+    once the shown image is that one); the test fails if that does not happen within 10 s."""
+    def loaded():
         state = driver.execute_script(TOOLTIP_STATE_JS)
-        loaded = all(w > 0 for t in state for w, _, _ in t["imgs"])
-        if (loaded or not wait_for_image) and (state or not wait_for_image) or time.monotonic() > deadline:
+        imgs = [img for tip in state for img in tip["imgs"]]
+        if state and all(width > 0 for width, _, _ in imgs) and (src is None or src in [i[2] for i in imgs]):
             return state
-        time.sleep(0.05)
+        return None
+    return wait_until(loaded, 10, "a tooltip with its photo loaded" + (" (%s)" % src if src else ""))
 
 
 def thumb_requests(server):
     return [p for p, _ in server.requests() if p.endswith(".jpg")]
 
 
+def wait_for_request(server, path):
+    """Wait until the server has been asked for ``path``; returns every thumbnail request so far."""
+    return wait_until(lambda: path in thumb_requests(server) and thumb_requests(server), 10,
+                      "the server to be asked for %s" % path)
+
+
+def pinned_paths(driver):
+    return [el.text for el in browser.deep_query(driver, ".photomap-path")]
+
+
 def test_hover_shows_one_tooltip_with_the_photo_and_literal_file_names(driver, site):
     open_page(driver, site)
     x, y = site["points"][0]
     browser.hover_point(driver, page.PLOT_NAME, x, y, dx=2, dy=-1)  # a few pixels off still finds it
-    state = tooltips(driver)
+    state = tooltips_shown(driver)
     assert len(state) == 1
     (tip,) = state
     assert len(tip["imgs"]) == 1
@@ -424,10 +413,16 @@ def test_hover_shows_one_tooltip_with_the_photo_and_literal_file_names(driver, s
     assert width == 224 and complete and src == "torch_thumbs/%s.jpg" % site["md5s"][0]
     assert tip["lines"][:3] == site["paths"][0]  # the HTML-like name is shown as text
     assert tip["lines"][3].startswith("3 copies")
-    time.sleep(0.3)  # an injected onerror would have fired by now
-    assert driver.execute_script("return window._alerted") is False
     assert browser.deep_query(driver, 'img[src="x"]') == []
     assert driver.execute_script("return document.querySelectorAll('.%s img').length" % page.TOOLTIP_CLASS) == 1
+    # An injected <img src=x onerror=...> would have asked the server for /x, and had its error, before
+    # a photo hovered later loads: hover one, wait for it, then check nothing ran.
+    later = "torch_thumbs/%s.jpg" % site["md5s"][1]
+    browser.hover_point(driver, page.PLOT_NAME, *site["points"][1])
+    tooltips_shown(driver, src=later)
+    wait_for_request(site["server"], "/" + later)
+    assert [p for p, _ in site["server"].requests() if p.rstrip("/").endswith("/x")] == []
+    assert driver.execute_script("return window._alerted") is False
 
 
 def test_points_within_one_pixel_still_give_exactly_one_tooltip(driver, site):
@@ -439,7 +434,7 @@ def test_points_within_one_pixel_still_give_exactly_one_tooltip(driver, site):
     cluster_paths = [p[0] for p in site["paths"][len(SINGLES):]]
     for dx in (0, 0.3, 0.6):
         browser.mouse_move(driver, cx + dx, cy + dx)
-        state = tooltips(driver)
+        state = tooltips_shown(driver)
         assert len(state) == 1 and len(state[0]["imgs"]) == 1 and state[0]["imgs"][0][0] == 224
         assert state[0]["lines"][0] in cluster_paths
     assert len(browser.deep_query(driver, "." + page.TOOLTIP_CLASS)) == 1
@@ -448,70 +443,61 @@ def test_points_within_one_pixel_still_give_exactly_one_tooltip(driver, site):
 def test_hovering_empty_space_shows_nothing(driver, site):
     open_page(driver, site)
     browser.hover_point(driver, page.PLOT_NAME, *site["points"][3])
-    assert len(tooltips(driver)) == 1
+    assert len(tooltips_shown(driver)) == 1
+    before = len(thumb_requests(site["server"]))
     browser.hover_point(driver, page.PLOT_NAME, 1.5, -1.5)  # far from every point
-    assert tooltips(driver, wait_for_image=False) == []
+    wait_until(lambda: driver.execute_script(TOOLTIP_STATE_JS) == [], 10, "the tooltip to hide")
+    assert thumb_requests(site["server"])[before:] == []
 
 
 def test_only_the_hovered_thumbnail_is_requested(driver, site):
     server = site["server"]
-    driver.execute_cdp_cmd("Network.clearBrowserCache", {})
-    before = len(thumb_requests(server))
     open_page(driver, site)
+    before = len(thumb_requests(server))
+    first, second = ["/torch_thumbs/%s.jpg" % site["md5s"][i] for i in (1, 2)]
     browser.hover_point(driver, page.PLOT_NAME, *site["points"][1])
-    assert len(tooltips(driver)) == 1
-    time.sleep(0.3)
-    assert thumb_requests(server)[before:] == ["/torch_thumbs/%s.jpg" % site["md5s"][1]]
+    tooltips_shown(driver, src=first[1:])
+    # Any other thumbnail the first hover asked for would reach the server before the second one.
+    browser.hover_point(driver, page.PLOT_NAME, *site["points"][2])
+    tooltips_shown(driver, src=second[1:])
+    assert wait_for_request(server, second)[before:] == [first, second]
 
 
 def test_click_pins_the_photo_with_every_path(driver, site):
     open_page(driver, site)
     cx, cy = browser.hover_point(driver, page.PLOT_NAME, *site["points"][0])
     browser.mouse_click(driver, cx, cy)
-    deadline = time.monotonic() + 5
-    while True:
-        imgs = browser.deep_query(driver, "img.photomap-pinned-img")
-        if imgs and driver.execute_script("return arguments[0].naturalWidth", imgs[0]) or \
-                time.monotonic() > deadline:
-            break
-        time.sleep(0.05)
-    assert len(imgs) == 1
-    assert driver.execute_script("return [arguments[0].naturalWidth, arguments[0].clientWidth]", imgs[0]) \
+    (img,) = wait_until(lambda: [i for i in browser.deep_query(driver, "img.photomap-pinned-img")
+                                 if driver.execute_script("return arguments[0].naturalWidth", i)], 10,
+                        "the pinned photo to load")
+    assert len(browser.deep_query(driver, "img.photomap-pinned-img")) == 1
+    assert driver.execute_script("return [arguments[0].naturalWidth, arguments[0].clientWidth]", img) \
         == [224, 224]
-    shown = [el.text for el in browser.deep_query(driver, ".photomap-path")]
-    assert shown == site["paths"][0]
+    assert pinned_paths(driver) == site["paths"][0]
     assert driver.execute_script("return window._alerted") is False
     assert browser.deep_query(driver, 'img[src="x"]') == []
-    # Moving away and hovering another point keeps the pin; clicking another point replaces it.
+    # Hovering another point keeps the pin (checked once its tooltip shows); clicking it replaces the pin.
     cx, cy = browser.hover_point(driver, page.PLOT_NAME, *site["points"][2])
-    time.sleep(0.5)  # two clicks closer in time would read as a double-click
+    tooltips_shown(driver, src="torch_thumbs/%s.jpg" % site["md5s"][2])
     assert pinned_paths(driver) == site["paths"][0]
+    wait_until(lambda: driver.execute_script("return performance.now() - window._last_pointerup") > DOUBLETAP_MS,
+               5, "bokeh's double-tap window after the first click to pass")
     browser.mouse_click(driver, cx, cy)
-    assert pinned_paths(driver, until=site["paths"][2]) == site["paths"][2]
+    wait_until(lambda: pinned_paths(driver) == site["paths"][2], 10, "the pin to show the clicked photo")
 
 
-def pinned_paths(driver, until=None, timeout=5.0):
-    """The paths shown in the pinned panel (waiting up to ``timeout`` for them to become ``until``)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        shown = [el.text for el in browser.deep_query(driver, ".photomap-path")]
-        if until is None or shown == until or time.monotonic() > deadline:
-            return shown
-        time.sleep(0.05)
-
-
-def test_command_page_hover_finds_each_photo(driver, tmp_path, capsys):
-    meta_path, thumbs, feats, paths = write_dataset(tmp_path, 5)
+def test_command_page_hover_finds_each_photo(driver, tmp_path, stage3):
+    meta_path, thumbs, feats, paths = write_map_inputs(tmp_path, 5)
     out = tmp_path / "map.html"
-    assert run_main(main_args(meta_path, thumbs, feats, out), capsys)[0] == 0
+    assert stage3(*main_args(meta_path, thumbs, feats, out))[0] == 0
     rows = read_csv(tmp_path / "map.coords.csv")[1:]
     with browser.serve(tmp_path) as server:
         driver.get(server.url + "map.html")
         browser.wait_for_plot(driver, page.PLOT_NAME)
         for md5, x, y, first in rows:
             browser.hover_point(driver, page.PLOT_NAME, float(x), float(y))
-            state = tooltips(driver)
-            assert len(state) == 1 and state[0]["imgs"][0][2] == "thumbs/%s.jpg" % md5
+            state = tooltips_shown(driver, src="thumbs/%s.jpg" % md5)
+            assert len(state) == 1 and [img[2] for img in state[0]["imgs"]] == ["thumbs/%s.jpg" % md5]
             assert state[0]["imgs"][0][0] == 224 and state[0]["lines"][0] == first == paths[md5][0]
 
 
@@ -520,7 +506,7 @@ def test_notebook_inline_plot_hovers_and_pins_like_the_page(driver, tmp_path, mo
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")
     nbconvert = pytest.importorskip("nbconvert")
-    meta_path, thumbs, feats, paths = write_dataset(tmp_path, 8)
+    meta_path, thumbs, feats, paths = write_map_inputs(tmp_path, 8)
     for key, value in (("META", meta_path), ("THUMBS", thumbs), ("FEATURES", feats),
                        ("OUTPUT", tmp_path / "map.html"), ("THUMB_URL", "thumbs/")):
         monkeypatch.setenv("PHOTOMAP_" + key, str(value))
@@ -535,7 +521,7 @@ def test_notebook_inline_plot_hovers_and_pins_like_the_page(driver, tmp_path, mo
         browser.wait_for_plot(driver, page.PLOT_NAME)
         md5, x, y = rows[0][0], float(rows[0][1]), float(rows[0][2])
         browser.hover_point(driver, page.PLOT_NAME, x, y)
-        state = tooltips(driver)
+        state = tooltips_shown(driver)
         assert len(state) == 1 and len(state[0]["imgs"]) == 1
         width, _, src = state[0]["imgs"][0]
         assert width > 0 and src == "thumbs/%s.jpg" % md5
@@ -543,8 +529,4 @@ def test_notebook_inline_plot_hovers_and_pins_like_the_page(driver, tmp_path, mo
         assert thumb_requests(server) == ["/thumbs/%s.jpg" % md5]
         cx, cy = browser.data_to_client(driver, page.PLOT_NAME, x, y)
         browser.mouse_click(driver, cx, cy)
-        deadline = time.monotonic() + 5
-        while not [e for e in browser.deep_query(driver, ".photomap-path")
-                   if e.text == paths[md5][0]] and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert [e.text for e in browser.deep_query(driver, ".photomap-path")] == paths[md5]
+        wait_until(lambda: pinned_paths(driver) == paths[md5], 10, "the pin to show the clicked photo")

@@ -1,8 +1,10 @@
 """Map-quality figures: does the feature space find edited copies, and does the 2-D map keep neighbours?
 
-All functions take plain arrays, so they are tested on data with known answers and used by
+The metrics take plain arrays, so they are tested on data with known answers and used by
 ``bench/quality.py`` on the real pipeline's output.
 """
+import os
+
 import numpy as np
 
 EDITS = ("crop90", "downscale50", "jpeg60", "bright115")
@@ -14,17 +16,11 @@ def make_edits(src_path, dest_for_edit):
     crop90: the central 90 %; downscale50: half the size; jpeg60: re-compressed at quality 60;
     bright115: brightness +15 %. The source's EXIF orientation is applied first, as a viewer would.
     """
-    from PIL import Image, ImageEnhance, ImageOps
+    from PIL import Image, ImageEnhance
 
-    try:  # iPhone photos, as stage 1 reads them
-        import pillow_heif
-        pillow_heif.register_heif_opener()
-    except ImportError:
-        pass
-    with Image.open(src_path) as im:
-        im.seek(0)
-        img = ImageOps.exif_transpose(im)
-        img = img.convert("RGB")
+    from photomap.image import read_rgb
+
+    img = read_rgb(src_path)  # as the stages read it: upright, RGB, HEIC too
     w, h = img.size
     dx, dy = round(w * 0.05), round(h * 0.05)
     edits = {
@@ -35,6 +31,24 @@ def make_edits(src_path, dest_for_edit):
     }
     for name, (out, quality) in edits.items():
         out.save(dest_for_edit(name), "JPEG", quality=quality)
+
+
+def describe_weights(model, weights_path):
+    """``(line, published)``: one line naming the weights file ``weights_path`` (default: the torch hub
+    cache's file for ``model``), and whether it is torchvision's published file for that model."""
+    import torchvision
+
+    from photomap.model import hub_checkpoint_path, sha256_file
+
+    default = torchvision.models.get_model_weights(model).DEFAULT
+    url = default.url
+    published = os.path.basename(url).rsplit("-", 1)[-1].split(".")[0]  # hash prefix in the name
+    path = weights_path or hub_checkpoint_path(default)
+    digest = sha256_file(path)
+    if digest.startswith(published):
+        return "weights: %s (published ImageNet weights, sha256 %s...)" % (path, digest[:12]), True
+    return ("weights: %s (sha256 %s... is NOT the published %s file: e.g. random-init weights; "
+            "these figures are only a floor)" % (path, digest[:12], os.path.basename(url))), False
 
 
 def _knn(points, k, metric):

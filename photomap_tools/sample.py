@@ -1,6 +1,7 @@
 """Bundled demo photos: scikit-image's sample images, with edited copies, written as a small photo backup.
 
-Usage: ``python -m photomap.sample OUTDIR`` (does nothing when OUTDIR is already complete).
+Usage: ``python -m photomap_tools.sample OUTDIR`` (does nothing when OUTDIR is already complete).
+The benchmarks' photo-like thumbnails (``make_thumbnails``) come from the same bundled photos.
 
 Each source image becomes a few "photos" in a themed top-level folder (one folder per kind, so the map
 can be coloured and scored by folder): the original, crops, a mirror image, darker and brighter
@@ -9,12 +10,15 @@ orientation tag. A few odd files (CMYK, 16-bit, alpha, HEIC, one that is not an 
 as in a real decade-old backup. Nothing is downloaded: the images ship inside scikit-image.
 """
 import argparse
+import hashlib
+import io
 import os
+import shutil
 import sys
 
 import numpy as np
 
-from .fsutil import atomic_write
+from photomap.fsutil import atomic_write
 
 # theme folder -> scikit-image sample names (all bundled with the package, no download)
 THEMES = {
@@ -128,6 +132,59 @@ def make_sample(outdir, seed=0):
         f.write(b"This file is a text note that was saved with a .jpg name.\n")
     written += 1
     return written
+
+
+def photo_sources():
+    """A few real photographs (scikit-image's bundled samples) as RGB uint8 arrays."""
+    from skimage import color, data
+
+    out = []
+    for name in ("astronaut", "coffee", "chelsea", "rocket", "cat", "immunohistochemistry",
+                 "hubble_deep_field", "camera", "retina"):
+        try:
+            img = getattr(data, name)()
+        except Exception:  # some samples are fetched on demand: skip those offline
+            continue
+        if img.ndim == 2:
+            img = (color.gray2rgb(img)).astype(np.uint8)
+        out.append(img[..., :3])
+    return out
+
+
+def make_thumbnails(folder, n, size=224, seed=0):
+    """Write ``n`` distinct thumbnails (random crops, flips, tints, aspect ratios) named by md5, as
+    stage 1 names them; returns their paths. Reuses the folder when it already holds ``n``."""
+    from PIL import Image
+
+    marker = os.path.join(folder, ".complete-%d" % n)
+    if os.path.exists(marker):
+        return sorted(os.path.join(folder, f) for f in os.listdir(folder) if f.endswith(".jpg"))
+    shutil.rmtree(folder, ignore_errors=True)
+    os.makedirs(folder)
+    rng = np.random.default_rng(seed)
+    sources = photo_sources()
+    paths = []
+    for i in range(n):
+        src = sources[i % len(sources)]
+        h, w = src.shape[:2]
+        ch = int(h * rng.uniform(0.35, 1.0))
+        cw = min(w, int(ch * rng.uniform(0.66, 1.5)))
+        y, x = rng.integers(0, h - ch + 1), rng.integers(0, w - cw + 1)
+        crop = src[y:y + ch, x:x + cw].astype(np.float32)
+        crop = np.clip(crop * rng.uniform(0.7, 1.2, size=3), 0, 255).astype(np.uint8)
+        if rng.random() < 0.5:
+            crop = crop[:, ::-1]
+        img = Image.fromarray(np.ascontiguousarray(crop))
+        img.thumbnail((size, size), Image.LANCZOS)
+        buf = io.BytesIO()
+        img.save(buf, "JPEG", quality=90)
+        data = buf.getvalue()
+        path = os.path.join(folder, hashlib.md5(data).hexdigest() + ".jpg")
+        with open(path, "wb") as f:
+            f.write(data)
+        paths.append(path)
+    open(marker, "w").close()
+    return sorted(paths)
 
 
 def main(argv=None) -> int:

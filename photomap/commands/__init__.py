@@ -1,0 +1,1 @@
+"""The three commands' argument parsing and ``main(argv) -> int``; the top-level scripts only call them."""
