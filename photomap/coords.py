@@ -17,6 +17,7 @@ from .fsutil import atomic_write
 HEADER = ["md5", "x", "y", "path"]
 _MD5 = re.compile(r"^[0-9a-f]{32}$")
 _DELIMITERS = (",", ";", "\t")
+_LARGEST = 1e100  # beyond this a coordinate is an editing slip, and its square would overflow
 
 
 def csv_text(md5s, coords, first_paths) -> str:
@@ -118,6 +119,6 @@ def _parse(row, columns, decimal_comma):
                    for i in (i_x, i_y))
     except ValueError:
         return None
-    if not all(math.isfinite(v) for v in xy):
+    if not all(math.isfinite(v) and abs(v) < _LARGEST for v in xy):
         return None
     return md5, xy

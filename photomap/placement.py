@@ -1,6 +1,7 @@
 """Place new photos into a map whose other points stay put: each goes to the densest group of its
 feature-space look-alikes on the map; groups the map never had are laid out around there with
 umap-learn's own optimisation, every old point held still."""
+import functools
 import warnings
 
 import numpy as np
@@ -243,16 +244,12 @@ def ab_params(spread, min_dist):
     return float(a), float(b)
 
 
-_SGD = []
-
-
+@functools.lru_cache(maxsize=None)
 def _sgd():
-    """The SGD kernel compiled with numba (once per machine: the compiled code is cached)."""
-    if not _SGD:
-        import numba
+    """The SGD kernel compiled with numba (once per machine: numba caches the compiled code)."""
+    import numba
 
-        _SGD.append(numba.njit(cache=True, fastmath=True)(_sgd_epochs))
-    return _SGD[0]
+    return numba.njit(cache=True, fastmath=True)(_sgd_epochs)
 
 
 def _sgd_epochs(pos, heads, tails, epochs_per_sample, movable, n_epochs, a, b, gamma,

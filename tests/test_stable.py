@@ -54,6 +54,7 @@ def test_bad_rows_are_counted_and_the_rest_kept(tmp_path):
             "%s,one,2.0,x.jpg" % md5(2),            # not a number
             "%s,nan,2.0,x.jpg" % md5(3),            # not finite
             "%s,inf,2.0,x.jpg" % md5(4),
+            "%s,1e300,2.0,x.jpg" % md5(8),          # finite, but its square is not
             "%s,1.0" % md5(5),                      # a column short
             "%s,9.0,9.0,again.jpg" % md5(1),        # the same photo twice: the first row wins
             '%s,3.0,4.0,"an open quote' % md5(6),   # a hand edit's stray quote costs its own row only
@@ -61,7 +62,7 @@ def test_bad_rows_are_counted_and_the_rest_kept(tmp_path):
             "%s,5.0,6.0,fine.jpg" % md5(7)]
     back = coords.read_previous(write_text(tmp_path / "m.csv", "\n".join(rows) + "\n"))
     assert back.xy == {md5(1): (1.0, 2.0), md5(6): (3.0, 4.0), md5(7): (5.0, 6.0)}
-    assert back.bad_rows == 6 and back.problem == ""
+    assert back.bad_rows == 7 and back.problem == ""
 
 
 def test_a_file_cut_inside_its_last_row_drops_that_row(tmp_path):
