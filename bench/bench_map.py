@@ -18,7 +18,8 @@ import time
 
 import numpy as np
 
-from photomap import layout, page
+from photomap import colours, page, projection
+from photomap.join import join
 from photomap_tools import browser, synthetic
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -94,7 +95,7 @@ def warm_up_numba():
     """Seconds for a tiny UMAP run: numba compiles umap-learn's kernels once per process, and that
     one-time cost would otherwise be billed to whichever size is measured first."""
     t = time.perf_counter()
-    layout.embed(np.random.default_rng(0).normal(size=(300, DIM)).astype(np.float32), log=None)
+    projection.project(np.random.default_rng(0).normal(size=(300, DIM)).astype(np.float32))
     return time.perf_counter() - t
 
 
@@ -103,21 +104,22 @@ def run(n):
     root, meta_path, thumbs, feats = make_dataset(n)
     gen_s = time.perf_counter() - t
     t = time.perf_counter()
-    photos = layout.join(meta_path, thumbs, feats, log=None)
+    photos = join(meta_path, thumbs, feats)
     join_s = time.perf_counter() - t
     html = os.path.join(root, "map.html")
-    for p in layout.coords_paths(html):  # time UMAP itself, not the cache
+    for p in projection.coords_paths(html):  # time UMAP itself, not the cache
         if os.path.exists(p):
             os.unlink(p)
     t = time.perf_counter()
-    coords, _ = layout.load_or_embed(photos, html, log=None)
+    coords, _ = projection.load_or_project(photos.md5s, photos.features, photos.first_paths, html)
     umap_s = time.perf_counter() - t
     t = time.perf_counter()
-    coords2, reused = layout.load_or_embed(photos, html, log=None)
+    coords2, reused = projection.load_or_project(photos.md5s, photos.features, photos.first_paths, html)
     cache_s = time.perf_counter() - t
     assert reused and np.allclose(coords, coords2)
     t = time.perf_counter()
-    size = page.write_page(page.map_layout(photos, coords, html), html)
+    labels, colour_by = colours.groups(photos)
+    size = page.write_page(page.build(photos, coords, labels, page.thumb_prefix(html, thumbs), colour_by), html)
     page_s = time.perf_counter() - t
     fig = dict(n=n, data_s=gen_s, join_s=join_s, umap_s=umap_s, cache_reload_s=cache_s, page_build_s=page_s,
                page_mb=size / 1e6)

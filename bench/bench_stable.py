@@ -30,7 +30,8 @@ import time
 
 import numpy as np
 
-from photomap import coords, layout, stable
+from photomap import projection, stable
+from photomap.join import join
 from photomap_tools import synthetic
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -80,7 +81,7 @@ def agreement(features, xy, rows, k=10):
 
 
 def previous_map(md5s, xy):
-    return coords.PreviousMap(xy={m: tuple(p) for m, p in zip(md5s, xy)})
+    return projection.PreviousMap(xy={m: tuple(p) for m, p in zip(md5s, xy)})
 
 
 def measure(x, is_old, rounds, seed=0, label=""):
@@ -90,7 +91,7 @@ def measure(x, is_old, rounds, seed=0, label=""):
     new_rows = np.flatnonzero(~is_old)
     say = lambda text: print("bench_stable: %s%s" % (label, text), flush=True)  # noqa: E731
     t = time.perf_counter()
-    old_xy = layout.embed(x[is_old], seed=seed, log=None)
+    old_xy = projection.project(x[is_old], seed=seed)
     say("previous map: UMAP of %d old photos %.1fs" % (is_old.sum(), time.perf_counter() - t))
     prev = previous_map(old_md5s, old_xy)
     extent = float(np.ptp(old_xy, axis=0).max())
@@ -98,7 +99,7 @@ def measure(x, is_old, rounds, seed=0, label=""):
     t_full, t_place, a_full, a_place, refits = [], [], [], [], []
     for r in range(rounds):  # alternate, so both sides see the same machine load
         t = time.perf_counter()
-        full = layout.embed(x, seed=seed + 1 + r, log=None)
+        full = projection.project(x, seed=seed + 1 + r)
         t_full.append(time.perf_counter() - t)
         t = time.perf_counter()
         out = stable.update(md5s, x, prev, None, "map.coords.csv", seed=seed + r)
@@ -149,7 +150,7 @@ def demo_features():
                        if n.endswith(".jpg"))
         subprocess.run([py, os.path.join(ROOT, "embeddings.py"), "-o", feats, "--weights", weights, "-q", "-"],
                        input="\n".join(names) + "\n", text=True, check=True)
-    photos = layout.join(meta_path, os.path.join(work, "thumbs"), feats, log=None)
+    photos = join(meta_path, os.path.join(work, "thumbs"), feats)
     return photos.features, photos.md5s
 
 
@@ -163,7 +164,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     t = time.perf_counter()  # numba compiles umap-learn's and the placement's kernels once per process
     warm_x, warm_old = scenario(300, 0.1, False, seed=9)
-    layout.embed(warm_x, log=None)
+    projection.project(warm_x)
     stable.update(["%032x" % i for i in range(len(warm_x))], warm_x,
                   previous_map(["%032x" % i for i in np.flatnonzero(warm_old)], np.zeros((300, 2)) +
                                np.arange(300)[:, None]), None, "m.csv")

@@ -11,7 +11,6 @@ browser screenshot; a small pointer is drawn by the page itself (headless screen
 ``regions.json`` beside the GIFs names each cluster's most common top-level folder, for captions.
 """
 import argparse
-import csv
 import io
 import json
 import os
@@ -21,7 +20,8 @@ from collections import Counter
 
 import numpy as np
 
-from photomap import layout, page
+from photomap import page, projection
+from photomap.folders import top_folders
 from photomap.fsutil import atomic_write
 from photomap.report import fatal
 from photomap_tools import browser
@@ -60,22 +60,13 @@ return img != null && img.complete && img.naturalWidth > 0;
 """
 
 
-def read_coords(page_path):
-    """``(md5s, xy, paths)`` from the coordinates CSV that visualize.py wrote beside the page."""
-    csv_path = layout.coords_paths(page_path)[0]
-    with open(csv_path, newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
-    xy = np.array([[float(r["x"]), float(r["y"])] for r in rows]).reshape(-1, 2)
-    return [r["md5"] for r in rows], xy, [r["path"] for r in rows]
-
-
 def pick_regions(xy, paths, n_regions, seed=0):
     """The ``n_regions`` largest clusters of the layout: ``[(member indices, caption)]``."""
     from sklearn.cluster import KMeans
 
     k = max(1, min(8, len(xy) // 5))
     labels = KMeans(n_clusters=k, n_init=10, random_state=seed).fit_predict(xy)
-    folders = layout.top_folders(paths, layout.common_root(paths))
+    folders = top_folders(paths)
     regions = []
     for label, _ in Counter(labels).most_common(n_regions):
         members = np.flatnonzero(labels == label)
@@ -158,8 +149,8 @@ def main(argv=None) -> int:
     if not os.path.isfile(args.page):
         return fatal("no map page at %s (run make demo first)" % args.page)
     try:
-        md5s, xy, paths = read_coords(args.page)
-    except (OSError, KeyError, ValueError) as exc:
+        md5s, xy, paths = projection.read_coords(projection.coords_paths(args.page)[0])
+    except (OSError, ValueError) as exc:
         return fatal("cannot read the map coordinates beside %s: %s" % (args.page, exc))
     if len(md5s) == 0:
         return fatal("the map at %s has no photos" % args.page)

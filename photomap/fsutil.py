@@ -29,15 +29,18 @@ def atomic_write(path, mode="wb"):
         raise
 
 
-def remove_stray_temps(folder) -> int:
-    """Delete temporary files left in ``folder`` by a killed run; return how many."""
+def remove_stray_temps(folder, only=None) -> int:
+    """Delete temporary files left in ``folder`` by a killed run; return how many. ``only``: file
+    names (e.g. ``["map.html"]``) whose temporary files alone are removed, for a folder shared with
+    other programs' files."""
     removed = 0
     try:
         names = os.listdir(folder)
     except OSError:
         return 0
+    prefixes = (TMP_PREFIX,) if only is None else tuple(TMP_PREFIX + name + "." for name in only)
     for name in names:
-        if name.startswith(TMP_PREFIX):
+        if name.startswith(prefixes):
             try:
                 os.unlink(os.path.join(folder, name))
                 removed += 1

@@ -42,10 +42,10 @@ class Run:
         else:
             print(line, file=sys.stderr)
 
-    def output_dir(self, folder, what: str) -> None:
+    def output_dir(self, folder, what: str, names=None) -> None:
         """:meth:`check_output` then :meth:`clean_output`, for a stage with nothing to check between."""
         self.check_output(folder, what)
-        self.clean_output(folder)
+        self.clean_output(folder, names)
 
     def check_output(self, folder, what: str) -> None:
         """Create ``folder`` if needed and prove it writable; raises :class:`SetupError` naming
@@ -55,9 +55,10 @@ class Run:
         except OSError as exc:
             raise SetupError("cannot write to %s %s: %s" % (what, folder, exc.strerror or exc))
 
-    def clean_output(self, folder) -> None:
-        """Remove the temporary files a killed run left in ``folder``, and say how many."""
-        removed = fsutil.remove_stray_temps(folder)
+    def clean_output(self, folder, names=None) -> None:
+        """Remove the temporary files a killed run left in ``folder`` (only those of the files
+        ``names``, when given), and say how many."""
+        removed = fsutil.remove_stray_temps(folder, only=names)
         if removed:
             self.info("removed %d temporary files left by an interrupted run" % removed)
 

@@ -27,17 +27,17 @@ def update(md5s, features, previous, embed, name, refit=False, n_neighbors=15, m
            metric="cosine", seed=None) -> Outcome:
     """Coordinates for ``md5s`` (rows of ``features``) given the ``previous`` map.
 
-    ``previous`` is a :class:`coords.PreviousMap` or None (no previous map); ``embed(features)``
+    ``previous`` is a :class:`projection.PreviousMap` or None (no previous map); ``embed(features)``
     makes a fresh layout; ``name`` names the previous map in the lines. Photos of the previous
     map keep their coordinates exactly; the others are placed by :func:`placement.place`. With ``refit``
     the layout is made afresh and aligned to the previous map by :func:`align`."""
     n = len(md5s)
     counts = "%s photos" % _n(n)
     if previous is None:
-        return Outcome(embed(features), lines=["visualize: refit: no previous map %s to align to: laid "
+        return Outcome(embed(features), lines=["refit: no previous map %s to align to: laid "
                                                "out %s afresh" % (name, counts)] if refit else [])
     if previous.problem:
-        return Outcome(embed(features), lines=["visualize: could not use the previous map %s (%s): "
+        return Outcome(embed(features), lines=["could not use the previous map %s (%s): "
                                                "laid out %s afresh" % (name, previous.problem, counts)])
     shared = np.array([m in previous.xy for m in md5s], dtype=bool)
     n_shared = int(shared.sum())
@@ -48,14 +48,14 @@ def update(md5s, features, previous, embed, name, refit=False, n_neighbors=15, m
     if n_shared < min(MIN_SHARED, n):
         what = "no photo" if n_shared == 0 else "only %d photo%s" % (n_shared, "" if n_shared == 1 else "s")
         return Outcome(embed(features), placed=n, removed=removed, lines=[
-            "visualize: the previous map %s shares %s with these (made from another feature folder?): "
+            "the previous map %s shares %s with these (made from another feature folder?): "
             "laid out %s afresh" % (name, what, counts)])
     old_xy = np.array([previous.xy[m] for m, s in zip(md5s, shared) if s], dtype=np.float64)
     if refit:
         fresh = embed(features)
         coords, moved, residual = align(fresh, shared, old_xy)
         return Outcome(coords, placed=n - n_shared, removed=removed, lines=[
-            "visualize: refit %s and aligned them to the previous map on %s shared photos (rotation, "
+            "refit %s and aligned them to the previous map on %s shared photos (rotation, "
             "reflection, scale): median move %.1f%% of the map's extent, Procrustes residual %.2f; "
             "%s new, removed %s%s" % (counts, _n(n_shared), 100 * moved, residual, _n(n - n_shared),
                                       _n(removed), ignored)])
@@ -66,11 +66,11 @@ def update(md5s, features, previous, embed, name, refit=False, n_neighbors=15, m
         coords = placement.place(features, coords, shared, n_neighbors=n_neighbors,
                                  min_dist=min_dist, metric=metric, seed=seed)
     out = Outcome(coords, kept=n_shared, placed=new, removed=removed, laid_out=bool(new), lines=[
-        "visualize: kept %s photos in place, placed %s new, removed %s%s"
+        "kept %s photos in place, placed %s new, removed %s%s"
         % (_n(n_shared), _n(new), _n(removed), ignored)])
     if new > REFIT_SHARE * n:
         # Suggested, not done: a refit moves every photo, and keeping them is what was asked for.
-        out.lines.append("visualize: %d%% of the map is new: --refit lays every photo out afresh, "
+        out.lines.append("%d%% of the map is new: --refit lays every photo out afresh, "
                          "aligned to this map, and can give the new photos' groups more room"
                          % round(100 * new / n))
     return out

@@ -78,3 +78,21 @@ def _contents(module):
     """A module's own globals, containers by their contents (repr), the rest by identity."""
     return {key: repr(value) if type(value) in (dict, list, set) else id(value)
             for key, value in vars(module).items() if not key.startswith("__")}
+
+
+def test_the_page_scripts_ship_in_the_built_package(tmp_path):
+    """The page reads its scripts (photomap/js/*.js) as package data: a wheel must carry every one."""
+    import shutil
+    import zipfile
+
+    src = tmp_path / "src"  # a copy, so the build leaves nothing in the checkout
+    keep = {"pyproject.toml", "README.md", "photomap", "photomap_tools"}
+    shutil.copytree(ROOT, src, ignore=lambda folder, names: [
+        n for n in names if n == "__pycache__" or (os.path.samefile(folder, ROOT) and n not in keep)])
+    res = subprocess.run([sys.executable, "-m", "pip", "wheel", str(src), "--no-deps", "--no-build-isolation",
+                          "-q", "-w", str(tmp_path / "wheel")], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    (wheel,) = (tmp_path / "wheel").iterdir()
+    shipped = {n for n in zipfile.ZipFile(wheel).namelist() if n.startswith("photomap/js/")}
+    scripts = {"photomap/js/" + n for n in os.listdir(os.path.join(ROOT, "photomap", "js"))}
+    assert "photomap/js/map.js" in scripts and shipped == scripts

@@ -4,7 +4,7 @@ aligned to the previous map by Procrustes."""
 import numpy as np
 import pytest
 
-from photomap import coords, placement, stable
+from photomap import placement, projection, stable
 
 
 def md5(i: int) -> str:
@@ -23,8 +23,8 @@ def test_what_the_writer_writes_reads_back_exactly(tmp_path):
     xy = np.random.default_rng(0).normal(size=(5, 2)) * 1e3
     xy[0] = (0.1 + 0.2, -1e-300)  # values whose shortest decimal form is long or tiny
     path = tmp_path / "map.coords.csv"
-    coords.write(path, [md5(i) for i in range(5)], xy, ['a/"quoted", with, commas.jpg'] + ["b.jpg"] * 4)
-    back = coords.read_previous(path)
+    projection.write_coords(path, [md5(i) for i in range(5)], xy, ['a/"quoted", with, commas.jpg'] + ["b.jpg"] * 4)
+    back = projection.read_previous(path)
     assert back.problem == "" and back.bad_rows == 0
     assert [back.xy[md5(i)] for i in range(5)] == [tuple(p) for p in xy.tolist()]
 
@@ -32,19 +32,19 @@ def test_what_the_writer_writes_reads_back_exactly(tmp_path):
 def test_a_later_version_with_more_columns_in_another_order_is_read_by_name(tmp_path):
     path = write_text(tmp_path / "m.csv", "Cluster,MD5,taken,Y,X,path\n"
                       "3,%s,2024-01-01,2.5,-1.5,a.jpg\n7,%s,,0,4e2,\"b, c.jpg\"\n" % (md5(1), md5(2).upper()))
-    back = coords.read_previous(path)
+    back = projection.read_previous(path)
     assert back.xy == {md5(1): (-1.5, 2.5), md5(2): (400.0, 0.0)} and back.bad_rows == 0
 
 
 def test_a_spreadsheet_export_is_read(tmp_path):
     # Byte-order mark, semicolons, decimal commas, CRLF line ends.
     path = write_text(tmp_path / "m.csv", "\ufeffmd5;x;y\r\n%s;1,25;-3,5\r\n%s; 2 ;0,0\r\n" % (md5(1), md5(2)))
-    assert coords.read_previous(path).xy == {md5(1): (1.25, -3.5), md5(2): (2.0, 0.0)}
+    assert projection.read_previous(path).xy == {md5(1): (1.25, -3.5), md5(2): (2.0, 0.0)}
 
 
 def test_a_file_without_header_is_read_as_md5_x_y(tmp_path):
     path = write_text(tmp_path / "m.csv", "%s,1,2\n%s,3,4,extra\n" % (md5(1), md5(2)))
-    assert coords.read_previous(path).xy == {md5(1): (1.0, 2.0), md5(2): (3.0, 4.0)}
+    assert projection.read_previous(path).xy == {md5(1): (1.0, 2.0), md5(2): (3.0, 4.0)}
 
 
 def test_bad_rows_are_counted_and_the_rest_kept(tmp_path):
@@ -60,7 +60,7 @@ def test_bad_rows_are_counted_and_the_rest_kept(tmp_path):
             '%s,3.0,4.0,"an open quote' % md5(6),   # a hand edit's stray quote costs its own row only
             "",
             "%s,5.0,6.0,fine.jpg" % md5(7)]
-    back = coords.read_previous(write_text(tmp_path / "m.csv", "\n".join(rows) + "\n"))
+    back = projection.read_previous(write_text(tmp_path / "m.csv", "\n".join(rows) + "\n"))
     assert back.xy == {md5(1): (1.0, 2.0), md5(6): (3.0, 4.0), md5(7): (5.0, 6.0)}
     assert back.bad_rows == 7 and back.problem == ""
 
@@ -68,10 +68,10 @@ def test_bad_rows_are_counted_and_the_rest_kept(tmp_path):
 def test_a_file_cut_inside_its_last_row_drops_that_row(tmp_path):
     full = "md5,x,y,path\n%s,1.0,2.0,a.jpg\n%s,3.0,4.123456789,b.jpg\n" % (md5(1), md5(2))
     cut = full[:full.index("4.123") + 3]  # the kill left "4.1": a wrong number, not a bad one
-    back = coords.read_previous(write_text(tmp_path / "m.csv", cut))
+    back = projection.read_previous(write_text(tmp_path / "m.csv", cut))
     assert back.xy == {md5(1): (1.0, 2.0)} and back.bad_rows == 1
     # A hand-written file whose last line merely lacks its newline loses nothing.
-    back = coords.read_previous(write_text(tmp_path / "n.csv", "md5,x,y\n%s,1,2\n%s,3,4" % (md5(1), md5(2))))
+    back = projection.read_previous(write_text(tmp_path / "n.csv", "md5,x,y\n%s,1,2\n%s,3,4" % (md5(1), md5(2))))
     assert back.xy == {md5(1): (1.0, 2.0), md5(2): (3.0, 4.0)}
 
 
@@ -84,8 +84,8 @@ def test_a_file_cut_inside_its_last_row_drops_that_row(tmp_path):
 def test_an_unusable_file_says_why(tmp_path, content, problem):
     path = tmp_path / "m.csv"
     path.write_bytes(content)
-    assert coords.read_previous(path).problem == problem
-    assert coords.read_previous(tmp_path / "missing.csv") is None
+    assert projection.read_previous(path).problem == problem
+    assert projection.read_previous(tmp_path / "missing.csv") is None
 
 
 # --- placing new photos ------------------------------------------------------------------------
@@ -181,7 +181,7 @@ class Embed:
 
 
 def previous_map(md5s, xy, bad_rows=0):
-    return coords.PreviousMap(xy={m: tuple(p) for m, p in zip(md5s, xy)}, bad_rows=bad_rows)
+    return projection.PreviousMap(xy={m: tuple(p) for m, p in zip(md5s, xy)}, bad_rows=bad_rows)
 
 
 def dataset(n, seed=0):
@@ -199,7 +199,7 @@ def test_removed_photos_disappear_and_nobody_moves(monkeypatch):
     out = stable.update([m for m, k in zip(ids, keep) if k], x[keep], previous_map(ids, old), embed, "m.csv")
     np.testing.assert_array_equal(out.coords, old[keep])
     assert embed.calls == 0 and not out.laid_out
-    assert out.lines == ["visualize: kept 64 photos in place, placed 0 new, removed 16"]
+    assert out.lines == ["kept 64 photos in place, placed 0 new, removed 16"]
 
 
 def test_added_photos_are_placed_and_said_in_one_line():
@@ -210,7 +210,7 @@ def test_added_photos_are_placed_and_said_in_one_line():
                         embed, "m.csv", seed=0)
     np.testing.assert_array_equal(out.coords[old_rows], old[old_rows])
     assert embed.calls == 0 and out.laid_out
-    assert out.lines == ["visualize: kept 180 photos in place, placed 20 new, removed 0"]
+    assert out.lines == ["kept 180 photos in place, placed 20 new, removed 0"]
 
 
 def test_rows_that_could_not_be_read_are_placed_as_new():
@@ -218,15 +218,15 @@ def test_rows_that_could_not_be_read_are_placed_as_new():
     prev = previous_map(ids[3:], old[3:], bad_rows=3)
     out = stable.update(ids, x, prev, Embed(), "m.coords.csv", seed=0)
     np.testing.assert_array_equal(out.coords[3:], old[3:])
-    assert out.lines == ["visualize: kept 37 photos in place, placed 3 new, removed 0; ignored 3 "
+    assert out.lines == ["kept 37 photos in place, placed 3 new, removed 0; ignored 3 "
                          "unreadable rows of m.coords.csv (their photos placed as new)"]
 
 
 def test_many_new_photos_suggest_a_refit():
     ids, x, old = dataset(40)
     out = stable.update(ids, x, previous_map(ids[:20], old[:20]), Embed(), "m.csv", seed=0)
-    assert out.lines[0] == "visualize: kept 20 photos in place, placed 20 new, removed 0"
-    assert out.lines[1].startswith("visualize: 50% of the map is new: --refit lays every photo out afresh")
+    assert out.lines[0] == "kept 20 photos in place, placed 20 new, removed 0"
+    assert out.lines[1].startswith("50% of the map is new: --refit lays every photo out afresh")
 
 
 def test_a_map_of_other_photos_or_an_unusable_file_means_a_fresh_layout():
@@ -235,18 +235,18 @@ def test_a_map_of_other_photos_or_an_unusable_file_means_a_fresh_layout():
     foreign = previous_map(["%032x" % (0xBEEF + i) for i in range(40)], old)
     out = stable.update(ids, x, foreign, embed, "m.csv")
     assert embed.calls == 1 and out.lines == [
-        "visualize: the previous map m.csv shares no photo with these (made from another feature "
+        "the previous map m.csv shares no photo with these (made from another feature "
         "folder?): laid out 40 photos afresh"]
     out = stable.update(ids, x, previous_map(ids[:2], old[:2]), embed, "m.csv")
     assert embed.calls == 2 and "shares only 2 photos with these" in out.lines[0]
-    out = stable.update(ids, x, coords.PreviousMap(problem="it is empty"), embed, "m.csv")
+    out = stable.update(ids, x, projection.PreviousMap(problem="it is empty"), embed, "m.csv")
     assert embed.calls == 3 and out.lines == [
-        "visualize: could not use the previous map m.csv (it is empty): laid out 40 photos afresh"]
+        "could not use the previous map m.csv (it is empty): laid out 40 photos afresh"]
     out = stable.update(ids, x, None, embed, "m.csv")
     assert embed.calls == 4 and out.lines == []  # the first map of a backup: nothing to say
     out = stable.update(ids, x, None, embed, "m.csv", refit=True)
     assert embed.calls == 5 and out.lines == [
-        "visualize: refit: no previous map m.csv to align to: laid out 40 photos afresh"]
+        "refit: no previous map m.csv to align to: laid out 40 photos afresh"]
 
 
 @pytest.mark.parametrize("reflect", [False, True])
@@ -262,7 +262,7 @@ def test_refit_is_turned_back_onto_the_previous_map(reflect):
     out = stable.update(ids, x, previous_map(ids[10:], old[10:]), embed, "m.csv", refit=True)
     assert embed.calls == 1
     np.testing.assert_allclose(out.coords, old, atol=1e-9)  # new photos included
-    assert out.lines == ["visualize: refit 100 photos and aligned them to the previous map on 90 shared "
+    assert out.lines == ["refit 100 photos and aligned them to the previous map on 90 shared "
                          "photos (rotation, reflection, scale): median move 0.0% of the map's extent, "
                          "Procrustes residual 0.00; 10 new, removed 0"]
     # A refit that differs: the figures say by how much.

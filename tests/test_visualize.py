@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 
 from conftest import ROOT, wait_until
-from photomap import features, layout, meta, page
+from photomap import colours, features, folders, meta, page, projection
 from photomap.commands import visualize
+from photomap.join import Photos, join, summary
 from photomap_tools import browser
 from photomap_tools.synthetic import fake_md5, write_map_inputs
 
@@ -36,7 +37,7 @@ def read_csv(path):
 
 # --- join ------------------------------------------------------------------------------------------
 
-def test_join_counts_every_left_out_kind_in_one_line(tmp_path, capsys):
+def test_join_counts_every_left_out_kind_in_one_line(tmp_path, stage3):
     meta_path, thumbs, feats, paths = write_map_inputs(tmp_path, 6)
     copy_md5 = fake_md5(0)
     extra = meta.format_entry(copy_md5, "/photos/a/copy of img_000.jpg")
@@ -53,8 +54,7 @@ def test_join_counts_every_left_out_kind_in_one_line(tmp_path, capsys):
     with open(meta_path, "a", encoding="utf-8") as f:
         f.write(extra)
 
-    photos = layout.join(meta_path, thumbs, feats)
-    err = capsys.readouterr().err.splitlines()
+    photos = join(meta_path, thumbs, feats)
 
     assert photos.md5s == sorted(paths)
     assert photos.features.shape == (6, 24)
@@ -63,17 +63,55 @@ def test_join_counts_every_left_out_kind_in_one_line(tmp_path, capsys):
     assert photos.copies[i] == 3
     assert dict(photos.left_out) == {"features without a .meta line": 2, ".meta md5s without features": 1,
                                      ".meta md5s without thumbnail": 1, "# error lines": 2}
-    assert err == ["visualize: 6 photos (8 files) on the map; left out: 2 # error lines, "
-                   "1 .meta md5s without features, 1 .meta md5s without thumbnail, "
-                   "2 features without a .meta line"]
+    line = ("6 photos (8 files) on the map; left out: 2 # error lines, 1 .meta md5s without features, "
+            "1 .meta md5s without thumbnail, 2 features without a .meta line")
+    assert summary(photos) == line
+    rc, err = stage3(*main_args(meta_path, thumbs, feats, tmp_path / "map.html"))
+    assert rc == 0 and err.splitlines()[0] == "visualize: " + line
 
 
-def test_undecodable_and_control_characters_in_paths_become_printable(tmp_path, capsys):
-    meta_path, thumbs, feats, _ = write_map_inputs(tmp_path, 1)
-    with open(meta_path, "a", encoding="utf-8") as f:
-        f.write(meta.format_entry(fake_md5(0), "/photos/caf\udce9\tnew\nline.jpg"))
-    photos = layout.join(meta_path, thumbs, feats, log=None)
-    assert photos.paths[0][1] == "/photos/caf\\xe9\\tnew\\nline.jpg"
+def test_paths_stay_real_and_are_written_printable(tmp_path, stage3):
+    meta_path, thumbs, feats, _ = write_map_inputs(tmp_path, 2)
+    awkward = "/photos/caf\udce9\tnew\nline.jpg"
+    with open(meta_path, "w", encoding="utf-8") as f:
+        f.write(meta.format_entry(fake_md5(0), "/photos/a/img_000.jpg") + meta.format_entry(fake_md5(1), awkward))
+    photos = join(meta_path, thumbs, feats)
+    assert photos.paths[1] == [awkward]  # the real path, as the .meta log gives it
+    assert stage3(*main_args(meta_path, thumbs, feats, tmp_path / "map.html"))[0] == 0
+    rows = read_csv(tmp_path / "map.coords.csv")
+    assert rows[2][3] == "/photos/caf\\xe9\\tnew\\nline.jpg"  # one line, every byte visible
+    # The page stores the common folder once and each path below it, both printable.
+    html = (tmp_path / "map.html").read_text(encoding="utf-8")
+    assert "caf\\\\xe9\\\\tnew\\\\nline.jpg" in html
+
+
+def test_vectors_with_nan_or_infinity_are_left_out_and_counted(tmp_path, stage3):
+    meta_path, thumbs, feats, paths = write_map_inputs(tmp_path, 6)
+    bad = np.ones(24)
+    bad[3] = np.nan
+    features.save_vector(features.feature_path_for_md5(feats, fake_md5(1)), bad)
+    features.save_vector(features.feature_path_for_md5(feats, fake_md5(2)), np.full(24, np.inf))
+    photos = join(meta_path, thumbs, feats)
+    assert photos.md5s == [fake_md5(i) for i in (0, 3, 4, 5)] and np.isfinite(photos.features).all()
+    assert summary(photos) == "4 photos (4 files) on the map; left out: 2 vectors with NaN or infinite values"
+    rc, err = stage3(*main_args(meta_path, thumbs, feats, tmp_path / "map.html"))
+    assert rc == 0, err
+    assert [r[0] for r in read_csv(tmp_path / "map.coords.csv")[1:]] == photos.md5s
+
+
+@pytest.mark.parametrize("paths, common, tops", [
+    (["/photos/trip/a.jpg", "/photos/home/b.jpg"], "/photos/", ["trip", "home"]),
+    (["/photos/trip/a.jpg"], "/photos/trip/", ["."]),
+    (["/p/a.jpg", "/p/x/b.jpg", "/p/xy/c.jpg"], "/p/", [".", "x", "xy"]),
+    (["a.jpg", "/x/b.jpg"], "", [".", "/"]),
+    # A log that mixes spellings: the page keeps each path as written, the colours see one folder.
+    (["pics/x/p0.jpg", "./pics/y/p1.jpg"], "", ["x", "y"]),
+    (["../pics/x/p0.jpg", "../pics/y/p1.jpg"], "../pics/", ["x", "y"]),
+])
+def test_common_folder_is_text_as_written_and_top_folders_name_the_folder(paths, common, tops):
+    assert folders.common_folder(paths) == common
+    assert all(p.startswith(common) for p in paths)
+    assert folders.top_folders(paths) == tops
 
 
 # --- layout ----------------------------------------------------------------------------------------
@@ -107,8 +145,8 @@ def test_umap_seed_is_reproducible_and_separates_clusters(tmp_path):
     rng = np.random.default_rng(1)
     centres = rng.normal(size=(3, 16)) * 3
     x = np.vstack([c + 0.1 * rng.normal(size=(20, 16)) for c in centres]).astype(np.float32)
-    a = layout.embed(x, seed=7, log=None)
-    b = layout.embed(x, seed=7, log=None)
+    a = projection.project(x, seed=7)
+    b = projection.project(x, seed=7)
     assert a.shape == (60, 2)
     np.testing.assert_array_equal(a, b)
     # Clusters stay apart: every point is nearer its own cluster's centre than any other.
@@ -121,13 +159,13 @@ def test_the_map_is_reused_and_kept_until_refit(tmp_path, stage3, monkeypatch):
     meta_path, thumbs, feats, _ = write_map_inputs(tmp_path, 30)
     out = tmp_path / "map.html"
     calls = []
-    real_embed = layout.embed
+    real_project = projection.project
 
     def spy(*a, **k):
         calls.append(k)
-        return real_embed(*a, **k)
+        return real_project(*a, **k)
 
-    monkeypatch.setattr(layout, "embed", spy)
+    monkeypatch.setattr(projection, "project", spy)
     args = main_args(meta_path, thumbs, feats, out, "--seed", "3")
     assert stage3(*args)[0] == 0
     assert len(calls) == 1 and calls[0]["seed"] == 3 and calls[0]["n_neighbors"] == 15
@@ -227,19 +265,42 @@ def test_coords_csv_quotes_awkward_paths(tmp_path, stage3):
     assert '"/photos/a/""quoted"", with commas.jpg"' in (tmp_path / "map.coords.csv").read_text()
 
 
+def test_coords_csv_is_read_by_column_name(tmp_path, stage3):
+    """Later columns (clusters, labels...) or another column order do not stop the reader or the cache."""
+    meta_path, thumbs, feats, _ = write_map_inputs(tmp_path, 4)
+    out = tmp_path / "map.html"
+    assert stage3(*main_args(meta_path, thumbs, feats, out))[0] == 0
+    csv_path = tmp_path / "map.coords.csv"
+    written = projection.read_coords(csv_path)
+    rows = read_csv(csv_path)
+    with open(csv_path, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f, lineterminator="\n")
+        w.writerow(["cluster", "y", "x", "md5", "path", "label"])
+        for md5, x, y, path in rows[1:]:
+            w.writerow(["3", y, x, md5, path, "beach"])
+    again = projection.read_coords(csv_path)
+    assert again.md5s == written.md5s and again.paths == written.paths
+    np.testing.assert_array_equal(again.xy, written.xy)
+    rc, err = stage3(*main_args(meta_path, thumbs, feats, out))
+    assert rc == 0 and "reused the map coordinates" in err
+    assert read_csv(csv_path) == rows  # and written back in the page's own format
+    csv_path.write_text("md5,path\nabc,x.jpg\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="not a coordinates CSV"):
+        projection.read_coords(csv_path)
+
+
 def test_colours_by_folder_when_few_else_by_cluster(tmp_path):
     meta_path, thumbs, feats, _ = write_map_inputs(tmp_path, 40, folders="wxyz")
-    photos = layout.join(meta_path, thumbs, feats, log=None)
-    labels, what = layout.colour_groups(photos, "auto")
+    photos = join(meta_path, thumbs, feats)
+    labels, what = colours.groups(photos, "auto")
     assert what == "top-level folder" and sorted(set(labels)) == ["w", "x", "y", "z"]
     many = tmp_path / "many"
     meta_path, thumbs, feats, _ = write_map_inputs(many, 40, folders="abcdefghijklmnop")
-    photos = layout.join(meta_path, thumbs, feats, log=None)
-    labels, what = layout.colour_groups(photos, "auto", seed=0)
+    photos = join(meta_path, thumbs, feats)
+    labels, what = colours.groups(photos, "auto", seed=0)
     assert what.startswith("KMeans") and len(set(labels)) == 10
     # 16 folders with distinct centres, 10 clusters: each folder falls in exactly one cluster.
-    folder_of = layout.top_folders([p[0] for p in photos.paths],
-                                   layout.common_root([p for ps in photos.paths for p in ps]))
+    folder_of = folders.top_folders(photos.first_paths)
     assert all(len({lab for lab, f in zip(labels, folder_of) if f == g}) == 1 for g in set(folder_of))
 
 
@@ -282,6 +343,28 @@ def test_fatal_problems_are_one_error_line(tmp_path, stage3, broken, message):
     assert err.splitlines()[-1].startswith(message)
     assert [line for line in err.splitlines() if line.startswith("error:")] == [err.splitlines()[-1]]
     assert "Traceback" not in err and not (tmp_path / "map.html").exists()
+
+
+def test_a_metric_umap_does_not_know_is_one_error_line(tmp_path, stage3):
+    meta_path, thumbs, feats, _ = write_map_inputs(tmp_path, 20)
+    rc, err = stage3(*main_args(meta_path, thumbs, feats, tmp_path / "map.html", "--metric", "nope"))
+    assert rc == 2 and "Traceback" not in err
+    assert err.splitlines()[-1] == "error: cannot compute the map: metric is neither callable nor a recognised string"
+    assert not (tmp_path / "map.html").exists() and not (tmp_path / "map.coords.csv").exists()
+
+
+def test_a_killed_run_leaves_no_temporary_files_only_its_own_are_cleared(tmp_path, stage3):
+    meta_path, thumbs, feats, _ = write_map_inputs(tmp_path / "in", 3)
+    out = tmp_path / "out"
+    out.mkdir()
+    left = [".tmp-map.html.k1w2", ".tmp-map.coords.csv.x9", ".tmp-map.coords.key.q"]
+    others = [".tmp-notes.txt.a1", ".tmp-map.html"]  # not a temporary name of this page's files
+    for name in left + others:
+        (out / name).write_text("partial")
+    rc, err = stage3(*main_args(meta_path, thumbs, feats, out / "map.html"))
+    assert rc == 0
+    assert "removed 3 temporary files left by an interrupted run" in err
+    assert sorted(os.listdir(out)) == sorted(others + ["map.coords.csv", "map.coords.key", "map.html"])
 
 
 # --- the notebook ----------------------------------------------------------------------------------
@@ -345,11 +428,11 @@ def site(tmp_path_factory):
     paths[0] = ["/photos/trip/" + XSS_NAME, "/photos/backup/" + XSS_NAME, "/photos/old/a & b.jpg"]
     for i, md5 in enumerate(md5s):
         Image.new("RGB", (224, 168), (30 * i, 200 - 20 * i, 90)).save(thumbs / (md5 + ".jpg"))
-    photos = layout.Photos(md5s=md5s, paths=paths, features=np.zeros((len(md5s), 2), np.float32),
-                           thumbs_dir=str(thumbs))
+    photos = Photos(md5s=md5s, paths=paths, features=np.zeros((len(md5s), 2), np.float32),
+                    thumbs_dir=str(thumbs))
     labels = ["trip"] * len(md5s)
-    lay = page.build(photos, points, labels, page.thumb_prefix(root / "map.html", thumbs))
-    page.write_page(lay, root / "map.html")
+    view = page.build(photos, points, labels, page.thumb_prefix(root / "map.html", thumbs))
+    page.write_page(view, root / "map.html")
     with browser.serve(root) as server:
         yield {"server": server, "points": points, "md5s": md5s, "paths": paths}
 
@@ -448,6 +531,19 @@ def test_hovering_empty_space_shows_nothing(driver, site):
     browser.hover_point(driver, page.PLOT_NAME, 1.5, -1.5)  # far from every point
     wait_until(lambda: driver.execute_script(TOOLTIP_STATE_JS) == [], 10, "the tooltip to hide")
     assert thumb_requests(site["server"])[before:] == []
+
+
+def test_a_quick_sweep_right_after_opening_ends_on_the_photo_under_the_pointer(driver, site):
+    """The first moves arrive while the page's scripts are still being compiled: they must be handled
+    in order, so the tooltip ends on the last point passed, not on an earlier one."""
+    open_page(driver, site)
+    stops = [browser.data_to_client(driver, page.PLOT_NAME, *p) for p in site["points"][:4]]
+    empty = browser.data_to_client(driver, page.PLOT_NAME, 1.5, -1.5)
+    for cx, cy in [stops[0], empty, stops[1], empty, stops[2], empty, stops[3]]:
+        browser.mouse_move(driver, cx, cy)
+    want = "torch_thumbs/%s.jpg" % site["md5s"][3]
+    wait_until(lambda: [img[2] for tip in driver.execute_script(TOOLTIP_STATE_JS) for img in tip["imgs"]] == [want],
+               10, "the tooltip to show the last photo passed, %s" % want)
 
 
 def test_only_the_hovered_thumbnail_is_requested(driver, site):

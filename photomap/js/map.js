@@ -1,0 +1,78 @@
+// The map's shared part, one per plot: which photo is nearest a point of the plot, what the page knows
+// about a photo, and where the mouse is. The page's other scripts (hover.js, pin.js) get it through
+// their `map` argument, a bokeh CustomJS running this file:
+//
+//     map.execute(cb_obj).then(async (photos) => { ... photos.nearest(x, y) ... })
+//
+// Like every script here, this file is the body of a function that bokeh calls with the args Python
+// passes (bokeh's from_file convention for .js). Here: `source`, the drawn points (columns x, y) with,
+// per photo, `md5`, `paths` (below `root`, one per line), `copies` and `group`; `plot`; `prefix`, the
+// thumbnails' URL prefix; `root`, the photos' common folder; `radius`, how near the pointer a point
+// must be, in screen pixels. Function bodies rather than ES modules: bokeh compiles those at once,
+// while a module is imported asynchronously, once per event until the first import is done, so the
+// first events could be handled out of order and each would get its own copy of this object.
+
+class PhotoMap {
+  constructor({source, plot, prefix, root, radius}) {
+    this.source = source
+    this.plot = plot
+    this.prefix = prefix
+    this.root = root
+    this.radius = radius
+    this.pointer = {x: 0, y: 0}  // in window pixels (hover events give canvas pixels)
+    this.tickets = {}
+    const track = (ev) => { this.pointer.x = ev.clientX; this.pointer.y = ev.clientY }
+    document.addEventListener("pointermove", track, true)
+    document.addEventListener("mousemove", track, true)
+  }
+
+  // Index of the photo nearest data position (x, y), no farther than `radius` screen pixels, or -1.
+  nearest(x, y, radius = this.radius) {
+    const {x: xs, y: ys} = this.source.data
+    const {x_range, y_range} = this.plot
+    const kx = this.plot.inner_width / (x_range.end - x_range.start)
+    const ky = this.plot.inner_height / (y_range.end - y_range.start)
+    if (!isFinite(x) || !isFinite(y) || !isFinite(kx) || !isFinite(ky)) return -1
+    let best = -1
+    let best_d2 = radius * radius
+    for (let i = 0; i < xs.length; i++) {
+      const dx = (xs[i] - x) * kx
+      if (dx > radius || dx < -radius) continue
+      const dy = (ys[i] - y) * ky
+      const d2 = dx * dx + dy * dy
+      if (d2 < best_d2) {
+        best_d2 = d2
+        best = i
+      }
+    }
+    return best
+  }
+
+  // A ticket for the newest request of one kind ("pin", ...): it says false once a newer one was
+  // issued, so a slow answer never overwrites a later one.
+  ticket(kind) {
+    const n = this.tickets[kind] = (this.tickets[kind] ?? 0) + 1
+    return () => this.tickets[kind] == n
+  }
+
+  // What the page says about photo i: {md5, thumb (its URL), paths (every original path), copies,
+  // group, note ("3 copies · trip")}. A Promise, so the details can later come from elsewhere than
+  // the drawn data (fetched when asked for) without changing the scripts that show them.
+  async photo(i) {
+    const {md5, paths, copies, group} = this.source.data
+    const n = copies[i]
+    return {
+      md5: md5[i],
+      thumb: this.prefix + md5[i] + ".jpg",
+      paths: paths[i].split("\n").map((p) => this.root + p),
+      copies: n,
+      group: group[i],
+      note: n + (n == 1 ? " copy" : " copies") + " \u00b7 " + group[i],
+    }
+  }
+}
+
+// One per plot, made by whichever script asks first (a notebook may show several plots).
+const maps = globalThis.photomap_maps ??= new WeakMap()
+if (!maps.has(plot)) maps.set(plot, new PhotoMap({source, plot, prefix, root, radius}))
+return maps.get(plot)
