@@ -61,6 +61,7 @@ def run(paths, out_dir, model_name=DEFAULT_MODEL, batch_size=None, workers=None,
     workers = default_workers(dev) if workers is None else workers
     todo, refused = plan(paths, out_dir, overwrite, dim, r.tally)
     if client is not None:
+        record_precision(r, out_dir, sidecar, old, prec, bool(todo))  # the workers run ``prec``
         for path, reason in refused:
             r.fail(path, reason)
         options = (model_name, weights_path and os.path.abspath(weights_path), device, precision)
