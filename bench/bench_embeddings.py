@@ -108,21 +108,22 @@ def main(argv=None) -> int:
         emb = run_embeddings(cmd, paths, feat_dir)
         if emb is None:
             return 1
-        print("run %d  embeddings.py: %.1fs wall, %.1f images/s (%.1f images/s after start-up, "
+        print("run %d  embeddings.py: %.1fs wall, %.1f images/s (summary line %.1f images/s, "
               "%.1f steady)%s" % (run, len(paths) / emb[0], emb[0], emb[1], emb[3],
                                   "" if run > 1 else "\n    " + emb[2]))
         print("        fixed costs: " + ", ".join("%s %.2fs" % kv for kv in emb[4].items()))
         if ref:
             pairs.append((emb[0] / ref[0], emb[1] / ref[1], emb[3] / ref[1]))
-            print("        ratio %.2fx whole runs, %.2fx after start-up, %.2fx steady" % pairs[-1])
+            print("        ratio %.2fx whole runs, %.2fx summary rate, %.2fx steady" % pairs[-1])
     if pairs:
         whole, loop, steady = (sorted(p[i] for p in pairs) for i in range(3))
         print("ratio, whole runs (both include interpreter start, imports and exit): median %.2fx "
               "(%s)" % (statistics.median(whole), ", ".join("%.2f" % r for r in whole)))
-        print("ratio, after start-up (embeddings' own rate, network preparation included / "
-              "reference loop): median %.2fx (%s)" % (
+        print("ratio, summary rate (embeddings' own summary line, which counts from before its "
+              "imports / reference loop): median %.2fx (%s)" % (
                   statistics.median(loop), ", ".join("%.2f" % r for r in loop)))
-        print("ratio, steady (embeddings without its fixed costs / reference loop): median %.2fx "
+        print("ratio, steady (embeddings' loop without its fixed costs / reference loop after its "
+              "imports and model load): median %.2fx "
               "(%s)" % (statistics.median(steady), ", ".join("%.2f" % r for r in steady)))
         cos = []
         for p in paths[:: max(1, len(paths) // 200)]:
@@ -147,7 +148,7 @@ def run_reference(list_file, weights, ref_dir, n):
 def run_embeddings(cmd, paths, feat_dir):
     """One embeddings.py run into an empty folder, as a user runs it; ``(images/s whole run,
     images/s from its own summary line, its stderr lines, images/s without the fixed costs after
-    imports and weights, {fixed cost: seconds})``, or None when it failed."""
+    every fixed cost, {fixed cost: seconds})``, or None when it failed."""
     shutil.rmtree(feat_dir, ignore_errors=True)
     start = time.perf_counter()
     res = subprocess.run(cmd, input="".join(p + "\n" for p in paths), text=True,
@@ -164,10 +165,10 @@ def run_embeddings(cmd, paths, feat_dir):
             for part in line.split(": ", 2)[2].split(", "):
                 name, value = part.rsplit(" ", 1)
                 fixed[name] = float(value.rstrip("s"))
+    # The summary's clock starts before the imports: without every fixed cost, the loop is left.
     elapsed = float(summary[0].rsplit(" in ", 1)[1].split("s ")[0])
-    after_weights = elapsed - sum(v for k, v in fixed.items() if k not in ("imports", "weights"))
     return (len(paths) / seconds, float(summary[0].split("(")[-1].split()[0]), log,
-            len(paths) / after_weights, fixed)
+            len(paths) / (elapsed - sum(fixed.values())), fixed)
 
 
 if __name__ == "__main__":

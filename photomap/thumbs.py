@@ -6,6 +6,7 @@ import os
 import signal
 import sys
 from contextlib import contextmanager
+from functools import partial
 
 from . import exif, fsutil, image, infolog, meta
 from .report import SetupError, printable
@@ -222,7 +223,7 @@ def thumbnailer(todo, jobs, out_dir, size, max_pixels):
 
 def run(root=".", out_dir=None, size=DEFAULT_SIZE, file_list=None, extensions=DEFAULT_EXTENSIONS,
         jobs=None, quiet=False, verbose=False, retry_errors=False,
-        max_pixels=DEFAULT_MAX_PIXELS, backfill_info=False) -> int:
+        max_pixels=DEFAULT_MAX_PIXELS, backfill_info=False, scheduler=None) -> int:
     """Thumbnail every photo under ``root`` into ``out_dir`` and print its .meta line.
 
     ``file_list`` is the .meta of an earlier run: paths listed there are skipped without being
@@ -241,6 +242,10 @@ def run(root=".", out_dir=None, size=DEFAULT_SIZE, file_list=None, extensions=DE
     r.check_output(out_dir, "thumbnail folder")
     log, fresh = read_file_list(file_list)
     info_log = open_info_log(out_dir)
+    engine, lost = thumbnailer, ()
+    if scheduler is not None:
+        from . import cluster
+        engine, lost = partial(cluster.thumbnailer, cluster.connect(scheduler)), cluster.Lost
     write_line = _line_writer(sys.stdout)
     open_output(r, out_dir, file_list, log, fresh, write_line)
 
@@ -253,7 +258,7 @@ def run(root=".", out_dir=None, size=DEFAULT_SIZE, file_list=None, extensions=DE
         r.info("%d photos to do under %s (%d already listed), %d jobs" % (
             len(todo), root, r.tally.counts["already listed"], jobs))
         bar = r.progress(len(todo), smoothing=0.05)
-        with thumbnailer(todo, jobs, out_dir, size, max_pixels) as outcomes:
+        with engine(todo, jobs, out_dir, size, max_pixels) as outcomes:
             for path, (state, md5, reason, info) in outcomes:
                 bar.update(1)
                 if state == OUTPUT_ERROR:
@@ -265,6 +270,9 @@ def run(root=".", out_dir=None, size=DEFAULT_SIZE, file_list=None, extensions=DE
                 record(r, write_line, path, state, md5, reason, known_md5, verbose)
     except KeyboardInterrupt:
         status = 130
+    except lost as exc:
+        r.error("%s; resume with -l <the .meta file>" % exc)
+        status = 1
     except BrokenPipeError:
         status = 1
         try:
