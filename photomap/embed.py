@@ -9,7 +9,7 @@ import os
 import time
 from collections import deque
 
-from . import features
+from . import features, quantize
 from .decode import Preprocess, collate, decode, default_workers, loader
 from .model import DEFAULT_MODEL, feature_head, load_model, resolve_model_name
 from .network import Network, choose_device, choose_precision, default_batch_size, precision_reason
@@ -118,8 +118,6 @@ def record_precision(r, out_dir, sidecar: dict, old, precision: str, adding: boo
 
 def quantize_note(out_dir) -> str:
     """`` (int8 within cosine X of fp32)`` from the folder's int8.json, or ""."""
-    from . import quantize
-
     params, _ = quantize.read_params(out_dir, {})
     return " (int8 within cosine %.4f of fp32)" % params["min_cosine"] if params else ""
 
