@@ -9,9 +9,9 @@ import os
 import time
 from collections import deque
 
-from . import features, quantize
+from . import classifier, features, quantize
 from .decode import Preprocess, collate, decode, default_workers, loader
-from .model import DEFAULT_MODEL, feature_head, load_model, resolve_model_name
+from .model import DEFAULT_MODEL, feature_head, last_linear, load_model, resolve_model_name, weight_categories
 from .network import Network, choose_device, choose_precision, default_batch_size, precision_reason
 from .report import SetupError, one_line, printable
 from .runner import Run
@@ -20,33 +20,56 @@ STAGE = "embeddings"
 
 
 def run(paths, out_dir, model_name=DEFAULT_MODEL, batch_size=None, workers=None, device="auto",
-        precision="auto", weights_path=None, overwrite=False, quiet=False, verbose=False) -> int:
+        precision="auto", weights_path=None, overwrite=False, quiet=False, verbose=False,
+        scheduler=None) -> int:
     """Embed every image in ``paths`` into ``out_dir/<basename>.npy`` (float32, 1-D).
 
     Returns the exit status: 0 when done (bad inputs are counted, named and skipped), 1 when a
     vector could not be written, 130 when interrupted. Raises :class:`SetupError` before any work
     for an unknown model, an unavailable device, an unwritable folder, missing weights or a
-    folder holding vectors of another model, weights or preprocessing.
+    folder holding vectors of another model, weights or preprocessing, or a Dask ``scheduler``
+    that cannot be reached. With ``scheduler``, that cluster's workers embed chunks of the paths
+    (:mod:`photomap.cluster`), each with ``device`` and ``precision`` as given.
     """
     r = Run(STAGE, quiet)
     check_options(batch_size, workers)
     clock = {"start": time.perf_counter()}
+    client = None
+    if scheduler is not None:
+        from . import cluster
+        client = cluster.connect(scheduler)
     model_name = resolve_model_name(model_name)
     dev = choose_device(device)
     prec = choose_precision(precision, dev)
+    if client is not None and prec == "int8":
+        if precision != "auto":
+            raise SetupError("--precision int8 is not available with --scheduler (its calibration "
+                             "runs on one machine): use fp32, bf16 or fp16")
+        precision = prec = "fp32"  # auto on a cluster: the workers run what the sidecar records
     clock["imports"] = time.perf_counter()
     r.check_output(out_dir, "output folder")
     model, weights_info, transforms = load_model(model_name, weights_path)
     clock["weights"] = time.perf_counter()
-    model, dim = feature_head(model)
     preprocess = Preprocess(transforms)
+    head = classifier.Head(out_dir, model, last_linear(model)[1], preprocess.crop_size,
+                           weight_categories(model_name))  # taken before feature_head removes it
+    model, dim = feature_head(model)
     sidecar = dict(weights_info, model=model_name, dim=dim, precision=prec,
                    preprocessing=preprocess.describe())
     old = open_output(r, out_dir, sidecar)
+    keep_classifier(r, head, old, sidecar)
 
     batch_size = batch_size or default_batch_size(dev)
     workers = default_workers(dev) if workers is None else workers
     todo, refused = plan(paths, out_dir, overwrite, dim, r.tally)
+    if client is not None:
+        for path, reason in refused:
+            r.fail(path, reason)
+        options = (model_name, weights_path and os.path.abspath(weights_path), device, precision)
+        status = embed_on_cluster(r, cluster.embed_all(client, todo, out_dir, options, batch_size),
+                                  len(todo), out_dir, cluster.Lost)
+        r.summary(["embedded", "skipped existing"], "embedded")
+        return status
     # The decode workers start now, so they fill their queue while the network is prepared.
     batches = iter(loader(todo, preprocess, batch_size, workers, dev))
     net = Network(model, dev, prec, preprocess)
@@ -97,6 +120,15 @@ def open_output(r, out_dir, sidecar: dict):
                              "(mixing them would make distances meaningless)" % (out_dir, key, was, now))
     r.clean_output(out_dir)
     return old
+
+
+def keep_classifier(r, head, old, sidecar: dict) -> None:
+    """Write the folder's ``classifier.npz`` when it lacks one (:class:`~photomap.classifier.Head`),
+    note it in ``sidecar`` (features.json, written later), and say once when the model has none."""
+    kept, note = head.keep(old)
+    sidecar.update(kept)
+    if note:
+        r.info(note)
 
 
 def record_precision(r, out_dir, sidecar: dict, old, precision: str, adding: bool) -> None:
@@ -200,6 +232,28 @@ def embed_batches(r, batches, net, todo, out_dir) -> int:
     except OSError as exc:
         r.error("cannot write vectors to %s: %s" % (out_dir, exc.strerror or exc))
         return 1
+    return 0
+
+
+def embed_on_cluster(r, chunks, total, out_dir, lost) -> int:
+    """Count and report the ``(number of paths, bad (path, reason) pairs)`` of each chunk embedded on a
+    cluster as it comes in. Returns 0, 130 when interrupted, or 1 when the cluster was ``lost``."""
+    bar = r.progress(total, smoothing=0.1)
+    try:
+        for n, bad in chunks:
+            for path, reason in bad:
+                r.fail(path, reason)
+            bar.update(len(bad))
+            count_saved(r, n - len(bad))
+    except KeyboardInterrupt:
+        r.close()
+        r.info("interrupted: every vector written so far is complete; run again to resume", always=True)
+        return 130
+    except lost as exc:
+        r.error("%s (every vector written so far is complete; run again to resume)" % exc)
+        return 1
+    finally:
+        chunks.close()
     return 0
 
 

@@ -119,11 +119,16 @@ def load_model(name: str, weights_path=None):
     return model, {"weights": str(default)}, transforms
 
 
-def feature_head(model):
-    """Replace the last ``nn.Linear`` (the classifier) with Identity, so the model outputs its input.
+def weight_categories(name: str) -> list:
+    """The class names of model ``name``'s default weights (``meta["categories"]``; never downloads)."""
+    from torchvision.models import get_model_weights
 
-    Returns ``(model, dim)``; raises :class:`SetupError` for a model without a Linear layer.
-    """
+    return list(get_model_weights(name).DEFAULT.meta.get("categories") or [])
+
+
+def last_linear(model):
+    """``(qualified name, module)`` of the last ``nn.Linear`` of ``model``: its classifier, the layer
+    :func:`feature_head` removes; raises :class:`SetupError` for a model without one."""
     import torch.nn as nn
 
     last = None
@@ -132,7 +137,17 @@ def feature_head(model):
             last = (qualified, module)
     if last is None:
         raise SetupError("model has no final Linear classifier layer to take features from")
-    qualified, linear = last
+    return last
+
+
+def feature_head(model):
+    """Replace the last ``nn.Linear`` (the classifier) with Identity, so the model outputs its input.
+
+    Returns ``(model, dim)``; raises :class:`SetupError` for a model without a Linear layer.
+    """
+    import torch.nn as nn
+
+    qualified, linear = last_linear(model)
     parent_name, _, attr = qualified.rpartition(".")
     parent = model.get_submodule(parent_name) if parent_name else model
     setattr(parent, attr, nn.Identity())

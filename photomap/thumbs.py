@@ -6,8 +6,9 @@ import os
 import signal
 import sys
 from contextlib import contextmanager
+from functools import partial
 
-from . import fsutil, image, meta
+from . import exif, fsutil, image, infolog, meta
 from .report import SetupError, printable
 from .runner import Run, cores
 
@@ -141,10 +142,11 @@ def render_thumbnail(img, size):
 def make_thumbnail(path, out_dir=None, size=None, max_pixels=None):
     """Make ``<out_dir>/<md5>.jpg`` for the photo at ``path``; never raises for bad input.
 
-    Returns ``(status, md5, reason)``: status is NEW, EXISTS (a thumbnail of these bytes was
+    Returns ``(status, md5, reason, info)``: status is NEW, EXISTS (a thumbnail of these bytes was
     already in place, so nothing was decoded), FAILED (bad input; md5 may be None) or
-    OUTPUT_ERROR (the thumbnail could not be written). ``md5`` is that of the file's bytes.
-    Defaults come from :func:`init_worker`.
+    OUTPUT_ERROR (the thumbnail could not be written). ``md5`` is that of the file's bytes;
+    ``info`` its :class:`~photomap.exif.PhotoInfo` (date taken, camera, GPS) from the same read,
+    ``None`` when FAILED. Defaults come from :func:`init_worker`.
     """
     out_dir = _settings["out_dir"] if out_dir is None else os.fspath(out_dir)
     size = _settings["size"] if size is None else size
@@ -152,34 +154,36 @@ def make_thumbnail(path, out_dir=None, size=None, max_pixels=None):
     try:
         with open(path, "rb") as f:
             data = f.read()
+            mtime = os.fstat(f.fileno()).st_mtime
     except FileNotFoundError:
-        return FAILED, None, "vanished before it could be read"
+        return FAILED, None, "vanished before it could be read", None
     except IsADirectoryError:
-        return FAILED, None, "not a file"
+        return FAILED, None, "not a file", None
     except OSError as exc:
-        return FAILED, None, "cannot read: %s" % (exc.strerror or exc)
+        return FAILED, None, "cannot read: %s" % (exc.strerror or exc), None
     if not data:
-        return FAILED, None, "empty file"
+        return FAILED, None, "empty file", None
     md5 = hashlib.md5(data).hexdigest()
     dest = os.path.join(out_dir, meta.thumb_name(md5))
     try:
         if os.path.getsize(dest) > 0:  # written atomically, so complete
-            return EXISTS, md5, None
+            return EXISTS, md5, None, exif.info_from_bytes(data, mtime)
     except OSError:
         pass
     try:
         with image.opened(data, max_pixels) as img:
+            info = exif.photo_info(img, mtime)
             thumb = render_thumbnail(img, size)
             buf = io.BytesIO()
             thumb.save(buf, "JPEG", quality=JPEG_QUALITY)
     except Exception as exc:  # noqa: BLE001 - any decoder failure (MemoryError too) is bad input
-        return FAILED, md5, image.error_reason(exc)
+        return FAILED, md5, image.error_reason(exc), None
     try:
         with fsutil.atomic_write(dest) as f:
             f.write(buf.getvalue())
     except OSError as exc:
-        return OUTPUT_ERROR, md5, "cannot write %s: %s" % (dest, exc.strerror or exc)
-    return NEW, md5, None
+        return OUTPUT_ERROR, md5, "cannot write %s: %s" % (dest, exc.strerror or exc), None
+    return NEW, md5, None, info
 
 
 def _worker(path):
@@ -188,7 +192,7 @@ def _worker(path):
 
 @contextmanager
 def thumbnailer(todo, jobs, out_dir, size, max_pixels):
-    """Yield the outcomes ``(path, (status, md5, reason))`` of the photos in ``todo``, in order,
+    """Yield the outcomes ``(path, (status, md5, reason, info))`` of the photos in ``todo``, in order,
     made by ``jobs`` worker processes (in this process for one job or one photo). Leaving before
     the last outcome (an output error, Ctrl-C, a closed stdout) stops the workers at once."""
     if jobs == 1 or len(todo) <= 1:
@@ -219,46 +223,67 @@ def thumbnailer(todo, jobs, out_dir, size, max_pixels):
 
 def run(root=".", out_dir=None, size=DEFAULT_SIZE, file_list=None, extensions=DEFAULT_EXTENSIONS,
         jobs=None, quiet=False, verbose=False, retry_errors=False,
-        max_pixels=DEFAULT_MAX_PIXELS) -> int:
+        max_pixels=DEFAULT_MAX_PIXELS, backfill_info=False, scheduler=None) -> int:
     """Thumbnail every photo under ``root`` into ``out_dir`` and print its .meta line.
 
     ``file_list`` is the .meta of an earlier run: paths listed there are skipped without being
     opened (failed ones too, unless ``retry_errors``). Lines go to stdout as each thumbnail
-    lands; progress, per-file failures and the summary go to stderr. Returns the exit status
+    lands; progress, per-file failures and the summary go to stderr. Each new photo's date taken,
+    camera and GPS go into ``<out_dir>.info`` (:mod:`photomap.infolog`) before its line;
+    ``backfill_info`` first records them for listed photos that lack them, reading only those
+    originals (:mod:`photomap.backfill`). Returns the exit status
     (0 completed, 130 interrupted, 1 output failure); raises :class:`SetupError` before any work
     for a missing ``root``, an unwritable ``out_dir`` or an unreadable ``file_list``.
     """
     r = Run(STAGE, quiet)
     jobs = jobs or cores()
     extensions = normalize_extensions(extensions)
-    check_request(root, out_dir, size, jobs, extensions)
+    check_request(root, out_dir, size, jobs, extensions, file_list, backfill_info)
     r.check_output(out_dir, "thumbnail folder")
     log, fresh = read_file_list(file_list)
+    info_log = open_info_log(out_dir)
+    engine, lost = thumbnailer, ()
+    if scheduler is not None:
+        from . import cluster
+        engine, lost = partial(cluster.thumbnailer, cluster.connect(scheduler)), cluster.Lost
     write_line = _line_writer(sys.stdout)
     open_output(r, out_dir, file_list, log, fresh, write_line)
 
     status, known_md5 = 0, set(log.entries.values())
     try:
+        if backfill_info:
+            from .backfill import backfill
+            backfill(log, info_log, jobs, (out_dir, size, max_pixels), quiet)
         todo = plan(r, root, out_dir, extensions, log, retry_errors)
         r.info("%d photos to do under %s (%d already listed), %d jobs" % (
             len(todo), root, r.tally.counts["already listed"], jobs))
         bar = r.progress(len(todo), smoothing=0.05)
-        with thumbnailer(todo, jobs, out_dir, size, max_pixels) as outcomes:
-            for path, (state, md5, reason) in outcomes:
+        with engine(todo, jobs, out_dir, size, max_pixels) as outcomes:
+            for path, (state, md5, reason, info) in outcomes:
                 bar.update(1)
                 if state == OUTPUT_ERROR:
                     r.error(reason)
                     status = 1
                     break
+                if info is not None:
+                    info_log.add(md5, info)  # before the .meta line: a listed photo is never redone
                 record(r, write_line, path, state, md5, reason, known_md5, verbose)
     except KeyboardInterrupt:
         status = 130
+    except lost as exc:
+        r.error("%s; resume with -l <the .meta file>" % exc)
+        status = 1
     except BrokenPipeError:
         status = 1
         try:
             r.error("standard output was closed; stopping")
         except OSError:
             pass
+    except OSError as exc:  # the info sidecar (or stdout) could not be written: disk full...
+        status = 1
+        r.error(exc.strerror or str(exc))
+    finally:
+        info_log.close()
 
     r.tally.add("images", sum(r.tally.counts[k] for k in (
         "new thumbnails", "reused thumbnails", "duplicates", "failed")))
@@ -270,9 +295,9 @@ def run(root=".", out_dir=None, size=DEFAULT_SIZE, file_list=None, extensions=DE
     return status
 
 
-def check_request(root, out_dir, size, jobs, extensions) -> None:
+def check_request(root, out_dir, size, jobs, extensions, file_list=None, backfill_info=False) -> None:
     """Raise :class:`SetupError` for a bad size, job count or extension list, a missing photo
-    folder or no thumbnail folder."""
+    folder, no thumbnail folder, or ``--backfill-info`` without a file list."""
     if size < 1:
         raise SetupError("--size must be a positive number of pixels, not %d" % size)
     if jobs < 1:
@@ -284,6 +309,20 @@ def check_request(root, out_dir, size, jobs, extensions) -> None:
             root, "is not a folder" if os.path.exists(root) else "does not exist"))
     if out_dir is None:
         raise SetupError("no thumbnail folder given (-o)")
+    if backfill_info and file_list is None:
+        raise SetupError("--backfill-info needs -l META: it fills in the photos that file lists")
+
+
+def open_info_log(out_dir):
+    """The :class:`~photomap.infolog.InfoWriter` of ``out_dir``'s photo-info sidecar; raises
+    :class:`SetupError` when it cannot be written or was written by another version."""
+    try:
+        return infolog.InfoWriter(out_dir)
+    except OSError as exc:
+        raise SetupError("cannot write photo info file %s: %s" % (
+            infolog.info_path(out_dir), exc.strerror or exc))
+    except ValueError as exc:
+        raise SetupError("cannot use photo info file: %s" % exc)
 
 
 def read_file_list(file_list):

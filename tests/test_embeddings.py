@@ -14,7 +14,7 @@ import pytest
 
 from conftest import RESNET18_CHECKPOINT, ROOT, make_photo, wait_until
 
-from photomap import decode, embed, features, fsutil, network, quantize
+from photomap import classifier, decode, embed, features, fsutil, network, quantize
 from photomap.commands import embeddings
 from photomap.model import feature_head, load_model
 from photomap_tools import synthetic
@@ -73,7 +73,7 @@ def auto_precision():
 
 def side_files():
     """The files a default CPU run leaves beside the vectors."""
-    return ["features.json"] + (["int8.json"] if auto_precision() == "int8" else [])
+    return ["classifier.npz", "features.json"] + (["int8.json"] if auto_precision() == "int8" else [])
 
 
 # ------------------------------------------------------------------------------------ vectors
@@ -694,3 +694,77 @@ def test_int8_sigkill_then_resume_gives_byte_identical_files(tmp_path, random_we
     assert npy_files(killed) == npy_files(clean)
     for name in npy_files(clean):
         assert (killed / name).read_bytes() == (clean / name).read_bytes(), name
+# ------------------------------------------------------------------------------------ the classifier kept
+
+def test_the_models_classifier_is_kept_and_maps_saved_vectors_to_its_logits(tmp_path, random_weights, stage2):
+    import torch
+    import torchvision
+    from PIL import Image
+
+    photos = photo_crops(tmp_path / "in", 3)
+    out = tmp_path / "feats"
+    assert stage2("-o", out, *CPU, "--precision", "fp32", "--weights", random_weights, *photos)[0] == 0
+    assert json.loads((out / "features.json").read_text())["classifier"] == "classifier.npz"
+    clf, reason = classifier.load(out, 512)
+    assert reason is None
+    state = torch.load(random_weights)
+    assert np.array_equal(clf.weight, state["fc.weight"].numpy())
+    assert np.array_equal(clf.bias, state["fc.bias"].numpy())
+    weights = torchvision.models.ResNet18_Weights.DEFAULT
+    assert clf.categories == tuple(weights.meta["categories"]) and clf.categories[0] == "tench"
+    model = torchvision.models.resnet18()
+    model.load_state_dict(state)
+    with torch.inference_mode():
+        full = model.eval()(weights.transforms()(Image.open(photos[1]).convert("RGB"))[None])[0].numpy()
+    ours = vec(out, photos[1]) @ clf.weight.T + clf.bias
+    assert np.corrcoef(full, ours)[0, 1] > 0.999 and np.argmax(full) == np.argmax(ours)
+
+
+def test_an_existing_folder_gets_its_classifier_without_embedding_again(tmp_path, random_weights, stage2):
+    photos = photo_crops(tmp_path / "in", 2)
+    out = tmp_path / "feats"
+    w = ["--weights", random_weights] + CPU
+    assert stage2("-o", out, *w, *photos)[0] == 0
+    good = (out / "classifier.npz").read_bytes()
+    # As an earlier version left it: no classifier.npz, features.json without the entry.
+    os.remove(out / "classifier.npz")
+    side = json.loads((out / "features.json").read_text())
+    del side["classifier"]
+    (out / "features.json").write_text(json.dumps(side))
+    for p in photos:
+        os.remove(p)  # nothing can be embedded again
+    status, err = stage2("-o", out, *w, *photos)
+    assert status == 0 and err[-1].startswith("embeddings: 0 embedded, 2 skipped existing, 0 failed")
+    assert classifier.load(out, 512)[1] is None
+    assert json.loads((out / "features.json").read_text())["classifier"] == "classifier.npz"
+    (out / "classifier.npz").write_bytes(good[:300])  # a damaged one is made again
+    assert stage2("-o", out, *w, *photos)[0] == 0
+    assert (out / "classifier.npz").read_bytes() == good
+
+
+def test_a_model_with_layers_after_its_last_linear_gets_no_classifier_said_once(
+        tmp_path, random_weights, stage2, monkeypatch):
+    import torch.nn as nn
+
+    real = embed.load_model
+
+    def softmax_after_fc(name, weights_path=None):
+        model, info, transforms = real(name, weights_path)
+        model.fc = nn.Sequential(model.fc, nn.Softmax(dim=1))
+        return model, info, transforms
+
+    monkeypatch.setattr(embed, "load_model", softmax_after_fc)
+    photos = photo_crops(tmp_path / "in", 2)
+    out = tmp_path / "feats"
+    w = ["--weights", random_weights] + CPU
+    status, err = stage2("-o", out, *w, photos[0])
+    assert status == 0
+    reason = "layers come after its last Linear layer, so that layer does not act on the saved vector"
+    assert [line for line in err if "classifier" in line] == [
+        "embeddings: no classifier.npz: %s; the map's clusters will be unnamed" % reason]
+    side = json.loads((out / "features.json").read_text())
+    assert side["classifier"] is None and side["classifier_note"] == reason
+    assert not (out / "classifier.npz").exists()
+    status, err = stage2("-o", out, *w, photos[1])
+    assert status == 0 and not [line for line in err if "classifier" in line]
+    assert json.loads((out / "features.json").read_text())["classifier"] is None

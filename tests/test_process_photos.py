@@ -345,8 +345,8 @@ def test_worker_never_raises_on_bad_input(tmp_path, keep_globals):
     (tmp_path / "empty.jpg").write_bytes(b"")
     (tmp_path / "dir.jpg").mkdir()
     assert thumbs.make_thumbnail(str(tmp_path / "missing.jpg")) == (
-        thumbs.FAILED, None, "vanished before it could be read")
-    assert thumbs.make_thumbnail(str(tmp_path / "empty.jpg")) == (thumbs.FAILED, None, "empty file")
+        thumbs.FAILED, None, "vanished before it could be read", None)
+    assert thumbs.make_thumbnail(str(tmp_path / "empty.jpg")) == (thumbs.FAILED, None, "empty file", None)
     assert thumbs.make_thumbnail(str(tmp_path / "dir.jpg"))[0] == thumbs.FAILED
 
 

@@ -51,6 +51,11 @@ def build_parser():
                    help="no progress bar, device line or summary; per-image failures and errors only")
     p.add_argument("-v", "--verbose", action="store_true",
                    help="also say which model, weights, batch size, workers and threads run")
+    p.add_argument("--scheduler", metavar="ADDRESS",
+                   help="embed on this Dask cluster (tcp://host:8786, or a scheduler file); its "
+                        "workers must see the inputs and -o at the same paths, and each builds the "
+                        "network once for --device. Needs the 'cluster' extra "
+                        "(pip install 'photomap[cluster]')")
     return p
 
 
@@ -84,7 +89,7 @@ def main(argv=None) -> int:
         return embed.run(paths, args.output, model_name=args.model, batch_size=args.batch_size,
                          workers=args.workers, device=args.device, precision=args.precision,
                          weights_path=args.weights, overwrite=args.overwrite, quiet=args.quiet,
-                         verbose=args.verbose)
+                         verbose=args.verbose, scheduler=args.scheduler)
     except SetupError as exc:
         return fatal(str(exc))
     except KeyboardInterrupt:  # during start-up; the run itself reports its own interruption

@@ -50,6 +50,13 @@ def build_parser():
     p.add_argument("--max-pixels", type=_pixel_count, default=thumbs.DEFAULT_MAX_PIXELS,
                    help="skip images with more pixels than this, read from the header before "
                         "decoding; 0 = no limit (default: %(default)s)")
+    p.add_argument("--backfill-info", action="store_true",
+                   help="with -l: first record the date taken, camera and GPS of listed photos that "
+                        "lack them (listed before <output>.info existed), reading only those originals")
+    p.add_argument("--scheduler", metavar="ADDRESS",
+                   help="make the thumbnails on this Dask cluster (tcp://host:8786, or a scheduler "
+                        "file); its workers must see -d and -o at the same paths. Needs the "
+                        "'cluster' extra (pip install 'photomap[cluster]')")
     return p
 
 
@@ -63,7 +70,8 @@ def main(argv=None) -> int:
         return thumbs.run(args.dir, args.output, size=args.size, file_list=args.file_list,
                           extensions=args.extensions, jobs=args.jobs, quiet=args.quiet,
                           verbose=args.verbose, retry_errors=args.retry_errors,
-                          max_pixels=args.max_pixels)
+                          max_pixels=args.max_pixels, backfill_info=args.backfill_info,
+                          scheduler=args.scheduler)
     except SetupError as exc:
         return fatal(str(exc))
 
