@@ -9,7 +9,7 @@ import os
 import time
 from collections import deque
 
-from . import classifier, features
+from . import classifier, features, quantize
 from .decode import Preprocess, collate, decode, default_workers, loader
 from .model import DEFAULT_MODEL, feature_head, last_linear, load_model, resolve_model_name, weight_categories
 from .network import Network, choose_device, choose_precision, default_batch_size, precision_reason
@@ -42,8 +42,10 @@ def run(paths, out_dir, model_name=DEFAULT_MODEL, batch_size=None, workers=None,
     dev = choose_device(device)
     prec = choose_precision(precision, dev)
     if client is not None and prec == "int8":
-        raise SetupError("--precision int8 is not available with --scheduler (its calibration runs on "
-                         "one machine): use fp32, bf16 or fp16")
+        if precision != "auto":
+            raise SetupError("--precision int8 is not available with --scheduler (its calibration "
+                             "runs on one machine): use fp32, bf16 or fp16")
+        precision = prec = "fp32"  # auto on a cluster: the workers run what the sidecar records
     clock["imports"] = time.perf_counter()
     r.check_output(out_dir, "output folder")
     model, weights_info, transforms = load_model(model_name, weights_path)
@@ -149,8 +151,6 @@ def record_precision(r, out_dir, sidecar: dict, old, precision: str, adding: boo
 
 def quantize_note(out_dir) -> str:
     """`` (int8 within cosine X of fp32)`` from the folder's int8.json, or ""."""
-    from . import quantize
-
     params, _ = quantize.read_params(out_dir, {})
     return " (int8 within cosine %.4f of fp32)" % params["min_cosine"] if params else ""
 
