@@ -1,5 +1,6 @@
-"""Stage 3's run: join the inputs, lay the photos out (or reuse the cached layout), colour them and
-write the page, saying on stderr what was left out and how to look at the result."""
+"""Stage 3's run: join the inputs, lay the photos out (keeping the previous map's photos where they
+were), colour them and write the page, saying on stderr what was left out, what happened to the map
+and how to look at the result."""
 import os
 import time
 
@@ -13,9 +14,10 @@ SERVE_PORT = 8000
 
 
 def run(meta, thumbs, features, output, n_neighbors=15, min_dist=0.1, metric="cosine", seed=None,
-        colour="auto", quiet=False, verbose=False) -> int:
+        refit=False, colour="auto", quiet=False, verbose=False) -> int:
     """Make the map page ``output`` from the .meta log ``meta``, the thumbnail folder ``thumbs`` and
-    the feature folder ``features``; the layout is cached beside the page (``projection``).
+    the feature folder ``features``; the map is kept beside the page and grown by the next run
+    (``projection``), or laid out afresh and aligned to it with ``refit``.
 
     Returns the exit status (0); raises :class:`SetupError` for a fatal problem, before the page or
     its cache is written."""
@@ -30,8 +32,8 @@ def run(meta, thumbs, features, output, n_neighbors=15, min_dist=0.1, metric="co
         raise SetupError("no photo has a .meta line, a thumbnail and a feature vector: nothing to map")
     try:
         coords, _ = projection.load_or_project(photos.md5s, photos.features, photos.first_paths, output,
-                                               say=stage.info, n_neighbors=n_neighbors, min_dist=min_dist,
-                                               metric=metric, seed=seed)
+                                               say=stage.info, refit=refit, n_neighbors=n_neighbors,
+                                               min_dist=min_dist, metric=metric, seed=seed)
     except ValueError as exc:  # umap-learn refusing the metric for these vectors, before any work
         raise SetupError("cannot compute the map: %s" % exc) from None
     t1 = time.monotonic()

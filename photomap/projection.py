@@ -1,12 +1,15 @@
-"""Stage 3's 2-D layout: UMAP of the feature vectors (PCA or fixed places for tiny sets), cached beside
-the page as ``<page stem>.coords.csv`` plus ``<page stem>.coords.key``; the CSV is written and read
-only here."""
+"""Stage 3's 2-D layout: UMAP of the feature vectors (PCA or fixed places for tiny sets), kept beside the
+page as ``<page stem>.coords.csv``: the map the next run grows (:mod:`photomap.stable`). The CSV is
+written and read only here, and read back whatever wrote it."""
 import csv
 import hashlib
 import io
 import json
+import math
 import os
+import re
 import warnings
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import numpy as np
@@ -16,8 +19,10 @@ from .fsutil import atomic_write
 from .report import printable
 
 DEFAULTS = {"n_neighbors": 15, "min_dist": 0.1, "metric": "cosine", "seed": None}
-CACHE_VERSION = 1  # bump when the layout algorithm changes, so old caches are not reused
 HEADER = ["md5", "x", "y", "path"]
+_MD5 = re.compile(r"^[0-9a-f]{32}$")
+_DELIMITERS = (",", ";", "\t")
+_LARGEST = 1e100  # beyond this a coordinate is an editing slip, and its square would overflow
 
 
 def project(features: np.ndarray, n_neighbors=15, min_dist=0.1, metric="cosine", seed=None, say=None):
@@ -72,102 +77,88 @@ def _pca_2d(x):
     return coords
 
 
-# --- the cache beside the page -----------------------------------------------------------------------
-
-def cache_key(md5s, features, params: dict) -> str:
-    """Hash of everything the coordinates depend on: md5 list, vector bytes and layout parameters."""
-    h = hashlib.sha256()
-    h.update(json.dumps({"v": CACHE_VERSION, "params": params}, sort_keys=True).encode())
-    h.update("\n".join(md5s).encode())
-    h.update(np.ascontiguousarray(features, dtype=np.float32).tobytes())
-    return h.hexdigest()
-
+# --- the map beside the page ------------------------------------------------------------------------
 
 def coords_paths(page_path):
-    """``(csv_path, key_path)`` of the coordinates cache beside ``page_path``."""
+    """``(csv_path, key_path)`` beside ``page_path``: the map itself, and the UMAP parameters of its
+    last full layout."""
     stem = os.path.splitext(os.fspath(page_path))[0]
     return stem + ".coords.csv", stem + ".coords.key"
 
 
-def load_or_project(md5s, features, paths, page_path, say=None, **params):
+def load_or_project(md5s, features, paths, page_path, say=None, refit=False, **params):
     """Coordinates of the photos ``md5s`` (rows of ``features``; ``paths`` are their first original
-    paths, for the CSV), reused from the cache beside ``page_path`` when its key matches, else
-    computed with :func:`project` and cached. Returns ``(coords, reused)``; ``say`` as in :func:`project`.
+    paths, for the CSV) and whether they were reused as they were: ``(coords, reused)``.
 
-    A cache that cannot be trusted (unreadable, cut short, another program's file, coordinates edited
-    by hand: the key records a hash of the md5s and coordinates it vouches for) is ignored in one line
-    and the layout computed again; a cache that cannot be written is said in one line, never raised.
-    Columns added to the CSV or reordered do not matter: it is reused, and written back as this
-    module writes it."""
+    The coordinates CSV beside ``page_path`` is the previous map: its photos keep their places,
+    new photos are placed among them, removed ones disappear (:func:`stable.update`, which says what
+    it did in one line given to ``say``). Without a usable previous map, or with ``refit``, the
+    layout is computed afresh by :func:`project` (and aligned to the previous map with ``refit``).
+    A CSV changed since it was written keeps its readable rows (said in one line); a key file that
+    cannot be trusted is ignored and written again (one line); one that cannot be written is said,
+    never raised."""
+    from . import stable
+
     say = say or (lambda line: None)
     params = dict(DEFAULTS, **params)
-    key = cache_key(md5s, features, params)
     csv_path, key_path = coords_paths(page_path)
-    coords, why, sealed = _cached(csv_path, key_path, key, md5s)
-    reused = coords is not None
-    if reused:
-        say("reused the map coordinates in %s" % csv_path)
-    else:
-        if why:
-            say("ignored the coordinates cache %s: %s; computing the map again" % (printable(csv_path), why))
-        coords = project(features, say=say, **params)
-    text = coords_csv_text(md5s, coords, paths)
+    previous = read_previous(csv_path)
+    record, why = _read_key(key_path)
+    if why and previous is not None:
+        say("ignored the key file %s: %s; it is written again" % (printable(key_path), why))
+    sealed = bool(record) and "coords_sha256" in record
+    if sealed and previous is not None and not previous.problem and \
+            record["coords_sha256"] != coords_digest(list(previous.xy), list(previous.xy.values())):
+        sealed = False
+        say("%s was changed after it was written: its readable rows are kept as the map" % printable(csv_path))
+    outcome = stable.update(md5s, features, previous, lambda x: project(x, say=say, **params),
+                            printable(os.path.basename(csv_path)), refit=refit, **params)
+    reused = not outcome.laid_out and not outcome.removed and not previous.bad_rows  # (all kept)
+    for line in ["reused the map coordinates in %s" % csv_path] if reused else outcome.lines:
+        say(line)
+    laid_out_with = record.get("params") if record and isinstance(record.get("params"), dict) else None
+    kept = bool(outcome.kept) and laid_out_with is not None
+    changed = sorted(k for k, v in params.items() if kept and k != "seed" and laid_out_with.get(k, v) != v)
+    if changed:
+        say("kept the map laid out with %s; --refit lays it out with %s" % (
+            ", ".join("%s=%s" % (k, laid_out_with[k]) for k in changed),
+            ", ".join("%s=%s" % (k, params[k]) for k in changed)))
+    text = coords_csv_text(md5s, outcome.coords, paths)
     try:
-        if not (reused and sealed and _file_text(csv_path) == text):  # else: nothing to write
+        if not (reused and sealed and _unchanged(csv_path, text)):  # else: nothing to write
             with atomic_write(csv_path, "w") as f:
                 f.write(text)
             with atomic_write(key_path, "w") as f:  # the key goes last: it vouches for the CSV beside it
-                json.dump({"key": key, "params": params, "n": len(md5s),
-                           "coords_sha256": coords_digest(md5s, coords)}, f, sort_keys=True)
+                json.dump({"params": laid_out_with if kept else params, "n": len(md5s),
+                           "coords_sha256": coords_digest(md5s, outcome.coords)}, f, sort_keys=True)
                 f.write("\n")
     except OSError as exc:
-        say("could not write the coordinates cache %s (%s): the map will be computed again next time" % (
+        say("could not write the coordinates cache %s (%s): this map is not kept for the next run" % (
             printable(csv_path), os_reason(exc)))
-    return coords, reused
+    return outcome.coords, reused
 
 
 MAX_KEY_BYTES = 1 << 16  # a key file is a few hundred bytes: anything much bigger is not ours
 
 
-def _cached(csv_path, key_path, key, md5s):
-    """``(coords, "", sealed)`` from a cache whose key is ``key`` and whose CSV lists ``md5s`` in
-    order with finite coordinates, those the key's hash vouches for; else ``(None, reason, False)``,
-    reason "" when there is simply no cache or the inputs changed. ``sealed``: the key holds that
-    hash (keys written before it existed do not; they are still read)."""
+def _read_key(key_path):
+    """``(record, why)``: the key file's dict (the UMAP parameters of the map's last full layout and
+    the hash of the coordinates written), or None with the reason it cannot be used ('' when there
+    is none)."""
     try:
         with open(key_path, "rb") as f:
             raw = f.read(MAX_KEY_BYTES + 1)
     except FileNotFoundError:
-        return None, ("its key file %s is missing" % printable(key_path)
-                      if os.path.lexists(csv_path) else ""), False
+        return None, ""
     except OSError as exc:
-        return None, "cannot read its key file (%s)" % os_reason(exc), False
+        return None, "cannot read it (%s)" % os_reason(exc)
     try:
-        stored = json.loads(raw.decode("utf-8")) if len(raw) <= MAX_KEY_BYTES else None
+        record = json.loads(raw.decode("utf-8")) if len(raw) <= MAX_KEY_BYTES else None
     except ValueError:
-        stored = None
-    if not isinstance(stored, dict) or not isinstance(stored.get("key"), str):
-        return None, "its key file %s is not one this program wrote" % printable(key_path), False
-    if stored["key"] != key:
-        return None, "", False  # the inputs or the parameters changed: not a problem to report
-    try:
-        text = _file_text(csv_path)
-    except OSError as exc:
-        return None, "cannot read it (%s)" % os_reason(exc), False
-    except ValueError:
-        return None, "it is not UTF-8 text", False
-    try:
-        table = parse_coords(text, "the CSV")
-    except ValueError as exc:
-        return None, str(exc), False
-    if table.md5s != list(md5s):
-        return None, "it lists other photos than its key says", False
-    if not np.isfinite(table.xy).all():
-        return None, "a coordinate is not finite", False
-    sealed = "coords_sha256" in stored
-    if sealed and stored["coords_sha256"] != coords_digest(table.md5s, table.xy):
-        return None, "its coordinates were changed after they were written", False
-    return table.xy, "", sealed
+        record = None
+    if not isinstance(record, dict):
+        return None, "not one this program wrote"
+    return record, ""
 
 
 def _file_text(path) -> str:
@@ -176,10 +167,18 @@ def _file_text(path) -> str:
         return f.read()
 
 
+def _unchanged(path, text) -> bool:
+    """Whether the file at ``path`` holds exactly ``text`` (False when it cannot be read as text)."""
+    try:
+        return _file_text(path) == text
+    except (OSError, ValueError):
+        return False
+
+
 def coords_digest(md5s, xy) -> str:
     """sha256 of the md5s and their coordinates (float64, as the CSV's ``repr`` round-trips them)."""
     h = hashlib.sha256("\n".join(md5s).encode())
-    h.update(np.ascontiguousarray(xy, dtype="<f8").tobytes())
+    h.update(np.ascontiguousarray(np.asarray(xy, dtype=np.float64).reshape(-1, 2), dtype="<f8").tobytes())
     return h.hexdigest()
 
 
@@ -229,3 +228,94 @@ def parse_coords(text: str, name="coordinates CSV") -> Coords:
         except (IndexError, ValueError):
             raise ValueError("%s line %d: not a coordinates row" % (name, n)) from None
     return Coords(md5s, np.array(xy, dtype=np.float64).reshape(-1, 2), paths)
+
+
+# --- the previous map: the CSV as a later run reads it ------------------------------------------------
+
+@dataclass
+class PreviousMap:
+    """What a coordinates CSV says: ``xy`` maps md5 -> ``(x, y)`` for every row that could be read;
+    ``bad_rows`` counts the rows that could not (bad md5, bad or missing number, repeated md5, the
+    last row of a file cut short); ``problem`` says why nothing at all could be read ('' if it could)."""
+    xy: dict = field(default_factory=dict)
+    bad_rows: int = 0
+    problem: str = ""
+
+
+def read_previous(csv_path):
+    """The :class:`PreviousMap` in ``csv_path``, or None when there is no such file.
+
+    Columns are found by name (``md5``, ``x``, ``y``, any case, any order, other columns ignored);
+    a file without a header row is read as ``md5,x,y,...``. Never raises on content."""
+    try:
+        with open(csv_path, "rb") as f:
+            raw = f.read()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        return PreviousMap(problem="cannot read it (%s)" % os_reason(exc))
+    text = raw.decode("utf-8", errors="replace").lstrip("\ufeff").replace("\0", "")
+    # One record per line: the writer escapes newlines in paths (report.printable), and reading
+    # line by line means a quote left open by a hand edit costs that row only.
+    lines = [line[:-1] if line.endswith("\r") else line for line in text.split("\n")]
+    while lines and not lines[0].strip():
+        lines.pop(0)
+    if not lines:
+        return PreviousMap(problem="it is empty")
+    delimiter, columns, width, body = _layout(lines)
+    if columns is None:
+        return PreviousMap(problem="it has no md5, x and y columns")
+    # The writer ends every row with a newline: a last row without one that is also short of fields
+    # was cut by a kill, maybe inside a number.
+    cut = not text.endswith("\n")
+    out = PreviousMap()
+    for n, line in enumerate(body):
+        if not line.strip():
+            continue
+        row = _fields(line, delimiter)
+        parsed = _parse(row, columns, decimal_comma=delimiter != ",")
+        if parsed is None or parsed[0] in out.xy or (cut and n == len(body) - 1 and len(row) < width):
+            out.bad_rows += 1
+        else:
+            out.xy[parsed[0]] = parsed[1]
+    return out
+
+
+def _layout(lines):
+    """``(delimiter, (md5, x, y) column indices or None, fields per row, data lines)``."""
+    for delimiter in _DELIMITERS:
+        names = [c.strip().lower() for c in _fields(lines[0], delimiter)]
+        if all(k in names for k in ("md5", "x", "y")):
+            return delimiter, tuple(names.index(k) for k in ("md5", "x", "y")), len(names), lines[1:]
+    for delimiter in _DELIMITERS:  # no header: rows of md5, x, y like the ones this module writes
+        row = _fields(lines[0], delimiter)
+        if _parse(row, (0, 1, 2), decimal_comma=delimiter != ",") is not None:
+            return delimiter, (0, 1, 2), len(row), lines
+    return ",", None, 0, lines
+
+
+def _fields(line, delimiter) -> list:
+    """The CSV fields of one line ([] when the csv module cannot read it, e.g. a stray carriage
+    return inside it)."""
+    try:
+        return next(csv.reader([line], delimiter=delimiter), [])
+    except csv.Error:
+        return []
+
+
+def _parse(row, columns, decimal_comma):
+    """``(md5, (x, y))`` from ``row``, or None when the md5 or a number is missing or bad."""
+    i_md5, i_x, i_y = columns
+    if len(row) <= max(columns):
+        return None
+    md5 = row[i_md5].strip().lower()
+    if not _MD5.match(md5):
+        return None
+    try:
+        xy = tuple(float(row[i].strip().replace(",", ".") if decimal_comma else row[i].strip())
+                   for i in (i_x, i_y))
+    except ValueError:
+        return None
+    if not all(math.isfinite(v) and abs(v) < _LARGEST for v in xy):
+        return None
+    return md5, xy

@@ -1,4 +1,4 @@
-"""Stage 3: join, layout (UMAP, fallbacks, cache), the coords CSV, the command, the notebook, and the
+"""Stage 3: join, layout (UMAP, fallbacks, the kept map), the coords CSV, the command, the notebook, and the
 page itself driven in headless chromium (one nearest photo per hover, click pins it)."""
 import csv
 import os
@@ -155,7 +155,7 @@ def test_umap_seed_is_reproducible_and_separates_clusters(tmp_path):
     assert nearest.tolist() == [k for k in range(3) for _ in range(20)]
 
 
-def test_coords_are_cached_and_reused_until_inputs_or_parameters_change(tmp_path, stage3, monkeypatch):
+def test_the_map_is_reused_and_kept_until_refit(tmp_path, stage3, monkeypatch):
     meta_path, thumbs, feats, _ = write_map_inputs(tmp_path, 30)
     out = tmp_path / "map.html"
     calls = []
@@ -176,14 +176,77 @@ def test_coords_are_cached_and_reused_until_inputs_or_parameters_change(tmp_path
     assert "reused the map coordinates" in err
     assert (tmp_path / "map.coords.csv").read_text() == first
 
-    assert stage3(*args + ["--min-dist", "0.3"])[0] == 0
-    assert len(calls) == 2 and calls[1]["min_dist"] == 0.3
+    # Other UMAP parameters, a changed vector, a lost parameter record: the map is kept as it is.
+    rc, err = stage3(*args + ["--min-dist", "0.3"])
+    assert rc == 0 and len(calls) == 1
+    assert "kept the map laid out with min_dist=0.1; --refit lays it out with min_dist=0.3" in err
     features.save_vector(features.feature_path_for_md5(feats, fake_md5(4)), np.arange(24))
-    assert stage3(*args + ["--min-dist", "0.3"])[0] == 0
-    assert len(calls) == 3  # a changed vector invalidates the cache
     (tmp_path / "map.coords.key").write_text("{}")
     assert stage3(*args + ["--min-dist", "0.3"])[0] == 0
-    assert len(calls) == 4  # so does a key that does not match
+    assert len(calls) == 1 and (tmp_path / "map.coords.csv").read_text() == first
+
+    rc, err = stage3(*args + ["--min-dist", "0.3", "--refit"])
+    assert rc == 0 and len(calls) == 2 and calls[1]["min_dist"] == 0.3
+    assert "visualize: refit 30 photos and aligned them to the previous map" in err
+    assert (tmp_path / "map.coords.csv").read_text() != first
+
+
+def test_a_growing_backup_keeps_its_map(tmp_path, stage3):
+    meta_path, thumbs, feats, paths = write_map_inputs(tmp_path, 40)
+    out = tmp_path / "map.html"
+    csv_path = tmp_path / "map.coords.csv"
+    args = main_args(meta_path, thumbs, feats, out, "--seed", "1")
+
+    def the_map():
+        return {r[0]: (r[1], r[2]) for r in read_csv(csv_path)[1:]}
+
+    assert stage3(*args)[0] == 0
+    first = the_map()
+
+    # A month later: 8 more photos. The 40 stay exactly where they were; each new one lands by its kind.
+    paths = write_map_inputs(tmp_path, 48).paths
+    rc, err = stage3(*args)
+    assert rc == 0 and "visualize: kept 40 photos in place, placed 8 new, removed 0" in err.splitlines()
+    second = the_map()
+    assert {m: second[m] for m in first} == first
+    folder = {m: p[0].split("/")[2] for m, p in paths.items()}
+    xy = {m: np.array(v, dtype=float) for m, v in second.items()}
+    for m in set(second) - set(first):
+        nearest = min(first, key=lambda o: np.linalg.norm(xy[o] - xy[m]))
+        assert folder[nearest] == folder[m]
+
+    # Some photos deleted from the backup: they disappear and nobody moves.
+    gone = sorted(second)[::10]
+    lines = [line for line in open(meta_path, encoding="utf-8") if line.split("\t")[0] not in gone]
+    open(meta_path, "w", encoding="utf-8").writelines(lines)
+    rc, err = stage3(*args)
+    assert rc == 0 and "visualize: kept 43 photos in place, placed 0 new, removed 5" in err.splitlines()
+    third = the_map()
+    assert third == {m: v for m, v in second.items() if m not in gone}
+
+    # Edited by hand: a garbled number, a row for a photo that no longer exists, a cut last line.
+    text = csv_path.read_text(encoding="utf-8").splitlines(keepends=True)
+    victim = text[3].split(",")[0]
+    text[3] = text[3].replace(",", ",oops", 1)
+    text.insert(5, "%s,1.0,2.0,/photos/long/gone.jpg\n" % ("f" * 32))
+    cut = text[-1].split(",")[0]
+    text[-1] = text[-1][:36]
+    csv_path.write_text("".join(text), encoding="utf-8")
+    rc, err = stage3(*args)
+    assert rc == 0 and "Traceback" not in err
+    assert ("visualize: kept 41 photos in place, placed 2 new, removed 1; ignored 2 unreadable rows of "
+            "map.coords.csv (their photos placed as new)") in err.splitlines()
+    fourth = the_map()
+    assert {m: v for m, v in fourth.items() if m not in (victim, cut)} == \
+        {m: v for m, v in third.items() if m not in (victim, cut)}
+
+    # A map from another feature folder: nothing in common, so a fresh layout, said in one line.
+    csv_path.write_text("md5,x,y,path\n%s,0.0,0.0,/elsewhere.jpg\n" % ("e" * 32), encoding="utf-8")
+    rc, err = stage3(*args)
+    assert rc == 0
+    assert ("visualize: the previous map map.coords.csv shares no photo with these (made from another "
+            "feature folder?): laid out 43 photos afresh") in err.splitlines()
+    assert set(the_map()) == set(third)
 
 
 def test_coords_csv_quotes_awkward_paths(tmp_path, stage3):

@@ -2,8 +2,10 @@
 
 Stage 3: join the .meta log, the thumbnails and the feature vectors, lay the photos out in 2-D with
 UMAP and write a self-contained bokeh page: hover a point to see that photo, click to pin it.
-The coordinates are cached beside the page (map_resnet18.coords.csv) and reused while the inputs and
-UMAP parameters are unchanged. Look at the page with:
+The map is kept beside the page (map_resnet18.coords.csv): run again after adding photos and the
+photos already there stay where they were, new ones are placed among their look-alikes and removed
+ones disappear; --refit lays everything out afresh, turned to match the previous map. Look at the
+page with:
 
   cd output && python -m http.server 8000 --bind 127.0.0.1
   then open http://127.0.0.1:8000/map_resnet18.html
@@ -23,7 +25,11 @@ def build_parser():
     p.add_argument("--n-neighbors", type=int, default=15, help="UMAP n_neighbors (default 15)")
     p.add_argument("--min-dist", type=float, default=0.1, help="UMAP min_dist (default 0.1)")
     p.add_argument("--metric", default="cosine", help="UMAP metric (default cosine)")
-    p.add_argument("--seed", type=int, default=None, help="random seed for a reproducible layout")
+    p.add_argument("--seed", type=int, default=None,
+                   help="random seed: the same seed, inputs and previous map give the same map")
+    p.add_argument("--refit", action="store_true",
+                   help="lay every photo out afresh, then turn, flip and scale the result to match the "
+                        "previous map as closely as possible")
     p.add_argument("--colour", "--color", dest="colour", default="auto", choices=colours.MODES,
                    help="colour by top-level folder, by KMeans cluster, or auto (folders if 2..10)")
     p.add_argument("-q", "--quiet", action="store_true", help="only errors on stderr")
