@@ -112,8 +112,10 @@ def evaluate(args, work):
         run(cmd, input="\n".join(names) + "\n", text=True)
         umap_args = ["--n-neighbors", str(args.n_neighbors)] if args.n_neighbors else []
         umap_args += ["--min-dist", str(args.min_dist)] if args.min_dist is not None else []
+        # --refit: a map kept from an earlier run in a reused --workdir would not show these settings
+        # (the alignment it adds is a similarity, which leaves every neighbour figure as it is).
         run([py, os.path.join(ROOT, "visualize.py"), "--meta", meta_path, "--thumbs", thumbs,
-             "--features", feats, "-o", page, "--seed", str(args.seed), "-q"] + umap_args)
+             "--features", feats, "-o", page, "--seed", str(args.seed), "--refit", "-q"] + umap_args)
         figs[prec], vectors[prec] = score(args, originals, copies, log, photos_in, feats, page)
         figs[prec]["precision"] = features.read_sidecar(feats).get("precision")
     if len(precisions) == 1:
