@@ -120,11 +120,10 @@ def test_without_scheduler_dask_is_not_imported(tmp_path):
 def test_scheduler_without_dask_is_one_line_naming_the_extra(tmp_path, script):
     root = photos(tmp_path / "photos", 1)
     # A None entry in sys.modules makes "import distributed" fail as if it were not installed.
-    code = ("import sys, runpy; sys.modules['distributed'] = None; sys.argv = %r; "
-            "runpy.run_path(%r, run_name='__main__')" % (
-                [script, "-o", str(tmp_path / "out"), "--scheduler", "tcp://127.0.0.1:1"]
-                + (["-d", str(root)] if script == "process_photos.py" else [str(root / "b" / "p000.jpg")]),
-                os.path.join(ROOT, script)))
+    code = ("import sys; sys.modules['distributed'] = None; "
+            "from photomap.commands.%s import main; sys.exit(main(%r))" % (
+                script[:-len(".py")], ["-o", str(tmp_path / "out"), "--scheduler", "tcp://127.0.0.1:1"]
+                + (["-d", str(root)] if script == "process_photos.py" else [str(root / "b" / "p000.jpg")])))
     done = subprocess.run([PY, "-c", code], env=env(), capture_output=True, text=True, timeout=120)
     assert done.returncode != 0
     assert done.stdout == ""
