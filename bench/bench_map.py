@@ -118,7 +118,8 @@ def run(n):
     cache_s = time.perf_counter() - t
     assert reused and np.allclose(coords, coords2)
     t = time.perf_counter()
-    labels, colour_by = colours.groups(photos)
+    scheme = colours.by_folder(photos)
+    labels, colour_by = [scheme.groups[c] for c in scheme.codes], scheme.title
     size = page.write_page(page.build(photos, coords, labels, page.thumb_prefix(html, thumbs), colour_by), html)
     page_s = time.perf_counter() - t
     fig = dict(n=n, data_s=gen_s, join_s=join_s, umap_s=umap_s, cache_reload_s=cache_s, page_build_s=page_s,

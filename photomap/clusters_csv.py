@@ -2,7 +2,7 @@
 ``cluster,label,size,x,y``, one row per cluster (id from 0; unclustered photos get no row), ``label``
 the cluster's distinctive classes joined by " · " (empty without a classifier), ``x, y`` where the
 label is drawn. Also the per-photo values the coordinates CSV carries (``cluster``, ``taken``,
-``taken_source``)."""
+``taken_source``; ``lat``, ``lon`` only with ``--show-gps``)."""
 import csv
 import io
 import os
@@ -75,13 +75,20 @@ def read_clusters_csv(path):
     return rows, bad
 
 
-def coords_columns(md5s, cluster_ids, info_table) -> dict:
+def coords_columns(md5s, cluster_ids, info_table, gps=False) -> dict:
     """The values of the coordinates CSV's added columns, in ``md5s`` order: ``cluster`` (int, -1 =
     unclustered), ``taken`` (ISO 8601 or "") and ``taken_source`` (see :mod:`photomap.exif`; "" when
     unknown). ``cluster_ids`` is aligned with ``md5s`` (or ``None``: all -1); ``info_table`` is an
-    :class:`~photomap.infolog.InfoTable` or ``None``. GPS is not among them: it is private."""
+    :class:`~photomap.infolog.InfoTable` or ``None``. GPS is private: ``lat`` and ``lon`` (degrees,
+    "" when unknown) are added only with ``gps``."""
     from .infolog import taken_columns
 
     taken = [taken_columns(info_table, md5) for md5 in md5s]
     ids = [int(c) for c in cluster_ids] if cluster_ids is not None else [-1] * len(md5s)
-    return {"cluster": ids, "taken": [t for t, _ in taken], "taken_source": [s for _, s in taken]}
+    out = {"cluster": ids, "taken": [t for t, _ in taken], "taken_source": [s for _, s in taken]}
+    if gps:
+        infos = [info_table.by_md5.get(m) if info_table is not None else None for m in md5s]
+        for key in ("lat", "lon"):
+            out[key] = ["%.6f" % getattr(i, key) if i is not None and getattr(i, key) is not None else ""
+                        for i in infos]
+    return out

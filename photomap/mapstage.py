@@ -4,7 +4,7 @@ and how to look at the result."""
 import os
 import time
 
-from . import colours, page, projection
+from . import clusters_csv, colours, details, islands, page, projection
 from .join import join, summary
 from .report import SetupError
 from .runner import Run
@@ -14,7 +14,7 @@ SERVE_PORT = 8000
 
 
 def run(meta, thumbs, features, output, n_neighbors=15, min_dist=0.1, metric="cosine", seed=None,
-        refit=False, colour="auto", quiet=False, verbose=False) -> int:
+        refit=False, colour="auto", show_gps=False, quiet=False, verbose=False) -> int:
     """Make the map page ``output`` from the .meta log ``meta``, the thumbnail folder ``thumbs`` and
     the feature folder ``features``; the map is kept beside the page and grown by the next run
     (``projection``), or laid out afresh and aligned to it with ``refit``.
@@ -31,17 +31,22 @@ def run(meta, thumbs, features, output, n_neighbors=15, min_dist=0.1, metric="co
     if len(photos) == 0:
         raise SetupError("no photo has a .meta line, a thumbnail and a feature vector: nothing to map")
     try:
-        coords, _ = projection.load_or_project(photos.md5s, photos.features, photos.first_paths, output,
-                                               say=stage.info, refit=refit, n_neighbors=n_neighbors,
-                                               min_dist=min_dist, metric=metric, seed=seed)
+        layout = projection.lay_out(photos.md5s, photos.features, photos.first_paths, output,
+                                    say=stage.info, refit=refit, n_neighbors=n_neighbors,
+                                    min_dist=min_dist, metric=metric, seed=seed)
     except ValueError as exc:  # umap-learn refusing the metric for these vectors, before any work
         raise SetupError("cannot compute the map: %s" % exc) from None
+    coords = layout.coords
     t1 = time.monotonic()
-    labels, colour_by = colours.groups(photos, colour, seed=seed)
-    view = page.build(photos, coords, labels, page.thumb_prefix(output, photos.thumbs_dir), colour_by)
+    found, info = name_islands(stage, photos, layout, features, output, show_gps)
+    t2 = time.monotonic()
+    scheme = colours.starting(colour, colour_schemes(photos, found, info))
+    labels = [scheme.groups[c] for c in scheme.codes]
+    view = page.build(photos, coords, labels, page.thumb_prefix(output, photos.thumbs_dir), scheme.title)
     size = page.write_page(view, output)
     if verbose:
-        stage.info("layout %.1fs, page %.1fs, %.1f MB" % (t1 - t0, time.monotonic() - t1, size / 1e6))
+        stage.info("layout %.1fs, clusters and labels %.1fs, page %.1fs, %.1f MB" % (
+            t1 - t0, t2 - t1, time.monotonic() - t2, size / 1e6))
     say_where(stage, output, len(photos))
     return 0
 
@@ -70,9 +75,35 @@ def check_request(meta, thumbs, features, output, n_neighbors, min_dist, colour)
 
 
 def _written_beside(output) -> tuple:
-    """Names of the files this stage writes in the page's folder (the page, the coordinates cache):
-    only their leftover temporary files are cleared there, the folder being the user's."""
-    return tuple(os.path.basename(p) for p in (output, *projection.coords_paths(output)))
+    """Names of the files this stage writes in the page's folder (the page, the coordinates cache,
+    the clusters): only their leftover temporary files are cleared there, the folder being the user's."""
+    return tuple(os.path.basename(p) for p in (output, *projection.coords_paths(output),
+                                               clusters_csv.clusters_csv_path(output)))
+
+
+def name_islands(stage: Run, photos, layout, features, output, show_gps):
+    """Find and name the map's islands (ids kept from the previous run's coordinates CSV), read the
+    photo info, then write the coordinates CSV (with ``cluster``, ``taken``, ``taken_source``; GPS
+    only with ``show_gps``) and ``<page>.clusters.csv``. Returns ``(Islands, InfoTable or None)``."""
+    previous = layout.previous.clusters if layout.previous is not None else None
+    found = islands.find_islands(layout.coords, photos.features, features, photos.md5s, previous)
+    for line in (found.note, details.weights_note(features) if found.names else None):
+        if line:
+            stage.info(line)
+    info = details.load_info(photos.thumbs_dir, say=stage.info)
+    layout.save(clusters_csv.coords_columns(photos.md5s, found.ids, info, gps=show_gps))
+    try:
+        clusters_csv.write_clusters_csv(clusters_csv.clusters_csv_path(output), found.rows())
+    except OSError as exc:
+        stage.info("could not write %s: %s" % (clusters_csv.clusters_csv_path(output), exc.strerror or exc))
+    return found, info
+
+
+def colour_schemes(photos, found, info) -> list:
+    """The page's colour schemes (:func:`photomap.colours.schemes`) for ``photos`` with islands
+    ``found`` and photo ``info``."""
+    years, mtime_only = details.years(photos.md5s, info)
+    return colours.schemes(photos, found.ids, found.names, years, mtime_only)
 
 
 def read_inputs(meta, thumbs, features, stage: Run):

@@ -56,6 +56,23 @@ def sha256_file(path) -> str:
     return h.hexdigest()
 
 
+def published_digest(weights) -> str:
+    """The start of the sha256 of torchvision's published file for the weights enum ``weights``: the
+    hex part its file name carries (``resnet18-f37072fd.pth`` -> ``f37072fd``), as torch.hub checks
+    it on download."""
+    from urllib.parse import urlparse
+
+    return os.path.basename(urlparse(weights.url).path).rsplit("-", 1)[-1].split(".")[0]
+
+
+def is_published(weights, digest: str) -> bool:
+    """Whether a weights file whose sha256 is ``digest`` (hex) is the published file of ``weights``.
+    A file in the hub cache is not checked again once downloaded, so random-init weights saved under
+    the published name (an offline demo) are told apart only by their hash."""
+    prefix = published_digest(weights)
+    return len(prefix) >= 6 and digest.startswith(prefix)
+
+
 def _read_state_dict(path):
     """The state dict in the file at ``path`` (a bare state dict, or one under 'state_dict'/'model')."""
     import torch
@@ -74,7 +91,9 @@ def load_model(name: str, weights_path=None):
 
     Default weights: the DEFAULT torchvision weights, from the hub cache or downloaded into it.
     ``weights_path``: a local state-dict file. Returns ``(model, weights_info, transforms)`` where
-    ``weights_info`` is a dict for the sidecar and ``transforms`` the weights' preprocessing.
+    ``weights_info`` is a dict for the sidecar (``weights``, ``weights_published``: whether the file is
+    torchvision's published one, see :func:`is_published`; None when it could not be read) and
+    ``transforms`` the weights' preprocessing.
     Raises :class:`SetupError` when the weights cannot be had, with the way out.
     """
     from torchvision.models import get_model, get_model_weights
@@ -99,7 +118,8 @@ def load_model(name: str, weights_path=None):
         except RuntimeError as exc:
             raise SetupError("weights file %s does not fit model %s: %s" % (
                 weights_path, name, report.one_line(exc)[:300]))
-        info = {"weights": "sha256:" + digest, "weights_file": os.path.abspath(weights_path)}
+        info = {"weights": "sha256:" + digest, "weights_file": os.path.abspath(weights_path),
+                "weights_published": is_published(default, digest)}
         return model, info, transforms
 
     cached = hub_checkpoint_path(default)
@@ -116,7 +136,11 @@ def load_model(name: str, weights_path=None):
     except (RuntimeError, ValueError, EOFError) as exc:
         raise SetupError("cannot load weights %s from %s: %s (delete it to download again, or pass "
                          "--weights PATH)" % (default, cached, report.one_line(exc)[:200]))
-    return model, {"weights": str(default)}, transforms
+    try:
+        published = is_published(default, sha256_file(cached))
+    except OSError:  # a hub directory other than torch's default: not where we looked
+        published = None
+    return model, {"weights": str(default), "weights_published": published}, transforms
 
 
 def weight_categories(name: str) -> list:

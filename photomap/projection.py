@@ -90,13 +90,56 @@ def load_or_project(md5s, features, paths, page_path, say=None, refit=False, **p
     """Coordinates of the photos ``md5s`` (rows of ``features``; ``paths`` are their first original
     paths, for the CSV) and whether they were reused as they were: ``(coords, reused)``.
 
+    :func:`lay_out`, then :meth:`Layout.save` of the CSV with no added columns."""
+    layout = lay_out(md5s, features, paths, page_path, say=say, refit=refit, **params)
+    layout.save()
+    return layout.coords, layout.reused
+
+
+@dataclass
+class Layout:
+    """A map made by :func:`lay_out` and not yet written: ``coords`` (n, 2) of ``md5s``, ``reused``
+    (the previous map's coordinates as they were), ``previous`` (the :class:`PreviousMap` read, or
+    None: its ``clusters`` are the previous run's cluster ids); :meth:`save` writes the CSV and key."""
+    coords: np.ndarray
+    reused: bool
+    previous: object
+    md5s: list
+    paths: list
+    page_path: str
+    key_params: dict
+    sealed: bool
+    say: object
+
+    def save(self, columns=None) -> None:
+        """Write the coordinates CSV (with ``columns``, name -> per-photo values, after ``path``; see
+        :func:`coords_csv_text`) and its key beside the page, unless the file already holds exactly
+        that. One that cannot be written is said in one line, never raised."""
+        csv_path, key_path = coords_paths(self.page_path)
+        text = coords_csv_text(self.md5s, self.coords, self.paths, columns)
+        try:
+            if not (self.reused and self.sealed and _unchanged(csv_path, text)):  # else: nothing to write
+                with atomic_write(csv_path, "w") as f:
+                    f.write(text)
+                with atomic_write(key_path, "w") as f:  # the key goes last: it vouches for the CSV beside it
+                    json.dump({"params": self.key_params, "n": len(self.md5s),
+                               "coords_sha256": coords_digest(self.md5s, self.coords)}, f, sort_keys=True)
+                    f.write("\n")
+        except OSError as exc:
+            self.say("could not write the coordinates cache %s (%s): this map is not kept for the next run" % (
+                printable(csv_path), os_reason(exc)))
+
+
+def lay_out(md5s, features, paths, page_path, say=None, refit=False, **params) -> Layout:
+    """The :class:`Layout` of the photos ``md5s`` (rows of ``features``; ``paths`` their first
+    original paths, for the CSV); nothing is written until its :meth:`~Layout.save`.
+
     The coordinates CSV beside ``page_path`` is the previous map: its photos keep their places,
     new photos are placed among them, removed ones disappear (:func:`stable.update`, which says what
     it did in one line given to ``say``). Without a usable previous map, or with ``refit``, the
     layout is computed afresh by :func:`project` (and aligned to the previous map with ``refit``).
     A CSV changed since it was written keeps its readable rows (said in one line); a key file that
-    cannot be trusted is ignored and written again (one line); one that cannot be written is said,
-    never raised."""
+    cannot be trusted is ignored and written again (one line)."""
     from . import stable
 
     say = say or (lambda line: None)
@@ -123,19 +166,8 @@ def load_or_project(md5s, features, paths, page_path, say=None, refit=False, **p
         say("kept the map laid out with %s; --refit lays it out with %s" % (
             ", ".join("%s=%s" % (k, laid_out_with[k]) for k in changed),
             ", ".join("%s=%s" % (k, params[k]) for k in changed)))
-    text = coords_csv_text(md5s, outcome.coords, paths)
-    try:
-        if not (reused and sealed and _unchanged(csv_path, text)):  # else: nothing to write
-            with atomic_write(csv_path, "w") as f:
-                f.write(text)
-            with atomic_write(key_path, "w") as f:  # the key goes last: it vouches for the CSV beside it
-                json.dump({"params": laid_out_with if kept else params, "n": len(md5s),
-                           "coords_sha256": coords_digest(md5s, outcome.coords)}, f, sort_keys=True)
-                f.write("\n")
-    except OSError as exc:
-        say("could not write the coordinates cache %s (%s): this map is not kept for the next run" % (
-            printable(csv_path), os_reason(exc)))
-    return outcome.coords, reused
+    return Layout(outcome.coords, reused, previous, list(md5s), list(paths), os.fspath(page_path),
+                  laid_out_with if kept else params, sealed, say)
 
 
 MAX_KEY_BYTES = 1 << 16  # a key file is a few hundred bytes: anything much bigger is not ours
@@ -191,14 +223,18 @@ class Coords(NamedTuple):
     paths: list
 
 
-def coords_csv_text(md5s, coords, paths) -> str:
+def coords_csv_text(md5s, coords, paths, columns=None) -> str:
     """The CSV: header ``md5,x,y,path``, then one row per photo with its first original path
-    (made printable, quoted by the csv module)."""
+    (made printable, quoted by the csv module). ``columns`` (name -> one value per photo, e.g.
+    ``cluster``, ``taken``, ``taken_source``: :func:`photomap.clusters_csv.coords_columns`) adds
+    columns after ``path``, in the dict's order; values are written as ``str`` makes them printable."""
+    columns = columns or {}
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(HEADER)
-    for md5, (x, y), path in zip(md5s, coords, paths):
-        w.writerow([md5, repr(float(x)), repr(float(y)), printable(path)])
+    w.writerow(HEADER + list(columns))
+    extra = list(zip(*(columns[name] for name in columns))) if columns else [()] * len(md5s)
+    for md5, (x, y), path, more in zip(md5s, coords, paths, extra):
+        w.writerow([md5, repr(float(x)), repr(float(y)), printable(path), *(printable(str(v)) for v in more)])
     return buf.getvalue()
 
 
@@ -236,10 +272,13 @@ def parse_coords(text: str, name="coordinates CSV") -> Coords:
 class PreviousMap:
     """What a coordinates CSV says: ``xy`` maps md5 -> ``(x, y)`` for every row that could be read;
     ``bad_rows`` counts the rows that could not (bad md5, bad or missing number, repeated md5, the
-    last row of a file cut short); ``problem`` says why nothing at all could be read ('' if it could)."""
+    last row of a file cut short); ``problem`` says why nothing at all could be read ('' if it could);
+    ``clusters`` maps md5 -> the cluster id the run that wrote it gave (from a ``cluster`` column,
+    where there is one and its value is an integer: rows of earlier versions have none)."""
     xy: dict = field(default_factory=dict)
     bad_rows: int = 0
     problem: str = ""
+    clusters: dict = field(default_factory=dict)
 
 
 def read_previous(csv_path):
@@ -268,6 +307,8 @@ def read_previous(csv_path):
     # The writer ends every row with a newline: a last row without one that is also short of fields
     # was cut by a kill, maybe inside a number.
     cut = not text.endswith("\n")
+    names = [c.strip().lower() for c in _fields(lines[0], delimiter)] if body is not lines else []
+    i_cluster = names.index("cluster") if "cluster" in names else None
     out = PreviousMap()
     for n, line in enumerate(body):
         if not line.strip():
@@ -278,6 +319,8 @@ def read_previous(csv_path):
             out.bad_rows += 1
         else:
             out.xy[parsed[0]] = parsed[1]
+            if i_cluster is not None and i_cluster < len(row) and re.fullmatch(r"-?\d{1,9}", row[i_cluster].strip()):
+                out.clusters[parsed[0]] = int(row[i_cluster])
     return out
 
 

@@ -38,14 +38,13 @@ def describe_weights(model, weights_path):
     cache's file for ``model``), and whether it is torchvision's published file for that model."""
     import torchvision
 
-    from photomap.model import hub_checkpoint_path, sha256_file
+    from photomap.model import hub_checkpoint_path, is_published, sha256_file
 
     default = torchvision.models.get_model_weights(model).DEFAULT
     url = default.url
-    published = os.path.basename(url).rsplit("-", 1)[-1].split(".")[0]  # hash prefix in the name
     path = weights_path or hub_checkpoint_path(default)
     digest = sha256_file(path)
-    if digest.startswith(published):
+    if is_published(default, digest):
         return "weights: %s (published ImageNet weights, sha256 %s...)" % (path, digest[:12]), True
     return ("weights: %s (sha256 %s... is NOT the published %s file: e.g. random-init weights; "
             "these figures are only a floor)" % (path, digest[:12], os.path.basename(url))), False

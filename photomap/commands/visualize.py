@@ -31,7 +31,12 @@ def build_parser():
                    help="lay every photo out afresh, then turn, flip and scale the result to match the "
                         "previous map as closely as possible")
     p.add_argument("--colour", "--color", dest="colour", default="auto", choices=colours.MODES,
-                   help="colour by top-level folder, by KMeans cluster, or auto (folders if 2..10)")
+                   help="the colours the page starts with (a switch in the page changes them): the "
+                        "map's islands (cluster), top-level folder, year taken, none, or auto (the "
+                        "islands when there are 2 or more, else folders if 2..10)")
+    p.add_argument("--show-gps", action="store_true",
+                   help="put GPS positions (private: a family's home) into the page and the "
+                        "coordinates CSV; without it they stay in the .info sidecar only")
     p.add_argument("-q", "--quiet", action="store_true", help="only errors on stderr")
     p.add_argument("-v", "--verbose", action="store_true", help="also print timings")
     return p
