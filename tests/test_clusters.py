@@ -1,5 +1,8 @@
 """Islands of the map: clusters found in the layout, stable ids, labels from a synthetic classifier
 whose right answers are known, label placement, classifier.npz and <page>.clusters.csv."""
+import csv
+import os
+
 import numpy as np
 import pytest
 
@@ -240,3 +243,152 @@ def test_coords_columns_give_cluster_and_date_taken_but_never_gps():
                     "taken_source": [FROM_ORIGINAL, FROM_MTIME, ""]}
     assert clusters_csv.coords_columns(["a" * 32], None, None) == {"cluster": [-1], "taken": [""],
                                                                    "taken_source": [""]}
+
+
+# ---------------------------------------------------------------- through stage 3 (visualize.py)
+
+KINDS = ("seashore", "golden retriever", "document", "bicycle")
+
+
+def named_inputs(root, n, show_info=True):
+    """Map inputs of ``n`` photos in 4 folders (one island each) whose feature folder holds a
+    classifier reading folder k's centre as class ``KINDS[k]``, and an .info sidecar: photo i taken
+    in 2010 + i % 3, except every 7th (no date) and every 11th (dated by its file time)."""
+    from photomap_tools.synthetic import fake_md5, write_map_inputs
+
+    made = write_map_inputs(root, n, folders="abcd", spread=0.2)
+    k = min(n, 4)
+    vectors = np.stack([np.load(os.path.join(made.features, fake_md5(i) + ".jpg.npy")) for i in range(k)])
+    # Photo i of folder i % 4: its vector lies near its folder's centre, so rows 0..3 stand for them.
+    weight = 3 * vectors / np.linalg.norm(vectors, axis=1, keepdims=True) ** 2
+    classifier.save(made.features, weight, np.zeros(k), KINDS[:k])
+    if show_info:
+        with infolog.InfoWriter(made.thumbs) as w:
+            for i in range(n):
+                taken = "" if i % 7 == 0 else "%d-05-01T10:00:00" % (2010 + i % 3)
+                source = "" if not taken else FROM_MTIME if i % 11 == 0 else FROM_ORIGINAL
+                w.add(fake_md5(i), PhotoInfo(taken, source, "Canon", "Canon EOS 5D", -33.865, 151.21))
+    return made
+
+
+def run_stage3(run_main, made, out, *extra):
+    from photomap.commands import visualize
+
+    status, stdout, err = run_main(visualize.main, "--meta", made.meta, "--thumbs", made.thumbs, "--features",
+                                   made.features, "-o", out, "--seed", 0, *extra)
+    assert status == 0 and stdout == "", err
+    return err
+
+
+def read_rows(path):
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def test_stage3_names_each_island_by_its_own_class_and_writes_both_csvs(tmp_path, run_main):
+    made = named_inputs(tmp_path / "in", 120)
+    out = tmp_path / "map.html"
+    err = run_stage3(run_main, made, out)
+    rows = read_rows(tmp_path / "map.coords.csv")
+    assert list(rows[0]) == ["md5", "x", "y", "path", "cluster", "taken", "taken_source"]  # no GPS
+    named = read_rows(tmp_path / "map.clusters.csv")
+    assert sorted(int(r["cluster"]) for r in named) == [0, 1, 2, 3]
+    for r in named:  # each island holds one folder, and is named by that folder's class
+        folders_in = {row["path"].split("/")[2] for row in rows if row["cluster"] == r["cluster"]}
+        assert len(folders_in) == 1 and r["label"].split(" · ")[0] == KINDS["abcd".index(folders_in.pop())]
+        assert int(r["size"]) == sum(row["cluster"] == r["cluster"] for row in rows)
+    by_md5 = {row["md5"]: row for row in rows}
+    from photomap_tools.synthetic import fake_md5
+    assert by_md5[fake_md5(7)]["taken"] == "" and by_md5[fake_md5(7)]["taken_source"] == ""
+    assert by_md5[fake_md5(1)]["taken"] == "2011-05-01T10:00:00"
+    assert (by_md5[fake_md5(22)]["taken"], by_md5[fake_md5(22)]["taken_source"]) == ("2011-05-01T10:00:00",
+                                                                                     FROM_MTIME)
+    assert "labels come from weights not checked against the published ones" in "\n".join(err)
+    html = out.read_text(encoding="utf-8")
+    assert "-33.865" not in html and "151.21" not in html  # GPS is private by default
+    err = run_stage3(run_main, made, out, "--show-gps")
+    rows = read_rows(tmp_path / "map.coords.csv")
+    assert rows[1]["lat"] == "-33.865000" and rows[1]["lon"] == "151.210000"
+
+
+def test_a_growing_map_keeps_its_cluster_ids_and_labels(tmp_path, run_main):
+    """Issue 14: add 10 % photos; the islands that are still the same keep their ids and names."""
+    out = tmp_path / "map.html"
+    run_stage3(run_main, named_inputs(tmp_path / "before", 120), out)
+    before = {r["md5"]: r["cluster"] for r in read_rows(tmp_path / "map.coords.csv")}
+    names_before = {r["cluster"]: r["label"] for r in read_rows(tmp_path / "map.clusters.csv")}
+    # Rename the ids on file, as an earlier run's numbering would be: the next run must keep them.
+    renumber = {"0": "7", "1": "3", "2": "9", "3": "4", "-1": "-1"}
+    rows = read_rows(tmp_path / "map.coords.csv")
+    with open(tmp_path / "map.coords.csv", "w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, list(rows[0]), lineterminator="\n")
+        w.writeheader()
+        for r in rows:
+            w.writerow(dict(r, cluster=renumber[r["cluster"]]))
+    err = run_stage3(run_main, named_inputs(tmp_path / "after", 132), out)
+    assert "kept 120 photos in place, placed 12 new" in "\n".join(err)
+    after = {r["md5"]: r["cluster"] for r in read_rows(tmp_path / "map.coords.csv")}
+    moved = [m for m in before if before[m] != "-1" and after[m] != renumber[before[m]]]
+    assert len(moved) <= 2, moved
+    names_after = {r["cluster"]: r["label"] for r in read_rows(tmp_path / "map.clusters.csv")}
+    assert names_after == {renumber[c]: label for c, label in names_before.items()}
+    assert sum(after[m] != "-1" for m in after if m not in before) >= 10  # the new photos joined islands
+
+
+@pytest.mark.parametrize("n", [1, 2, 3])
+def test_one_to_three_photos_give_no_clusters_and_no_error(tmp_path, run_main, n):
+    made = named_inputs(tmp_path / "in", n)
+    err = run_stage3(run_main, made, tmp_path / "map.html")
+    assert [r["cluster"] for r in read_rows(tmp_path / "map.coords.csv")] == ["-1"] * n
+    assert read_rows(tmp_path / "map.clusters.csv") == []
+    assert not [line for line in err if "error" in line or "Traceback" in line]
+
+
+def test_without_classifier_the_clusters_are_unnamed_and_one_line_says_why(tmp_path, run_main):
+    made = named_inputs(tmp_path / "in", 120, show_info=False)
+    os.remove(classifier.path_in(made.features))
+    err = run_stage3(run_main, made, tmp_path / "map.html")
+    why = [line for line in err if "clusters unnamed" in line]
+    assert why == ["visualize: clusters unnamed: no classifier.npz in %s (made by an older stage 2 or a model "
+                   "without one; run embeddings.py again on that folder to add it)" % made.features]
+    assert not [line for line in err if "weights" in line]  # no labels, nothing to warn about
+    named = read_rows(tmp_path / "map.clusters.csv")
+    assert len(named) == 4 and {r["label"] for r in named} == {""}
+    assert [line for line in err if "no photo info" in line and "--backfill-info" in line]
+    assert {r["taken"] for r in read_rows(tmp_path / "map.coords.csv")} == {""}
+
+
+@pytest.mark.parametrize("published, said", [(True, None), (False, "not the published ones")])
+def test_weights_that_are_not_published_ones_are_said_in_one_line(tmp_path, published, said):
+    from photomap import details, features
+
+    sidecar = dict(features.read_sidecar(named_inputs(tmp_path, 1, show_info=False).features),
+                   weights="sha256:00ff", weights_published=published)
+    features.write_sidecar(tmp_path / "features", sidecar)
+    note = details.weights_note(tmp_path / "features")
+    assert note is None if said is None else said in note and "sha256:00ff" in note
+
+
+def test_colour_schemes_cluster_folder_year_and_the_starting_one():
+    from types import SimpleNamespace
+
+    from photomap import colours
+
+    photos = SimpleNamespace(first_paths=["/p/a/1.jpg", "/p/b/2.jpg", "/p/a/3.jpg", "/p/c/4.jpg"],
+                             paths=[["/p/a/1.jpg"], ["/p/b/2.jpg"], ["/p/a/3.jpg"], ["/p/c/4.jpg"]])
+    photos.__len__ = lambda: 4
+    cluster = colours.by_cluster([3, -1, 3, 0], [None, None, None, "dogs"])
+    assert cluster.groups == ["cluster 0", "dogs", "unclustered"] or cluster.groups == ["dogs", "cluster 0",
+                                                                                        "unclustered"]
+    assert [cluster.groups[c] for c in cluster.codes] == ["dogs", "unclustered", "dogs", "cluster 0"]
+    assert cluster.colours[-1] == colours.GREY and cluster.sizes[cluster.groups.index("dogs")] == 2
+    year = colours.by_year([2014, None, 2010, 2014], mtime_only=1)
+    assert year.groups == ["2010", "2014", "unknown"] and year.sizes == [1, 2, 1]
+    assert year.colours[-1] == colours.GREY and len(set(year.colours)) == 3 and "1 dated by file" in year.title
+    folder = colours.by_folder(photos)
+    assert folder.groups == ["a", "b", "c"] and folder.codes.tolist() == [0, 1, 0, 2]
+    options = [cluster, folder, year, colours.one_colour(4)]
+    assert colours.starting("auto", options) is cluster  # 2 islands
+    one_island = colours.by_cluster([0, -1, 0, 0])
+    assert colours.starting("auto", [one_island, folder, year, options[3]]) is folder
+    assert colours.starting("year", options) is year

@@ -35,6 +35,17 @@ def test_a_later_version_with_more_columns_in_another_order_is_read_by_name(tmp_
                       "3,%s,2024-01-01,2.5,-1.5,a.jpg\n7,%s,,0,4e2,\"b, c.jpg\"\n" % (md5(1), md5(2).upper()))
     back = projection.read_previous(path)
     assert back.xy == {md5(1): (-1.5, 2.5), md5(2): (400.0, 0.0)} and back.bad_rows == 0
+    assert back.clusters == {md5(1): 3, md5(2): 7}  # the previous run's cluster ids, kept by the next
+
+
+def test_cluster_ids_are_read_where_there_are_some(tmp_path):
+    text = projection.coords_csv_text([md5(1), md5(2), md5(3)], [(0, 0), (1, 1), (2, 2)], ["a", "b", "c"],
+                                      {"cluster": [4, -1, "x"], "taken": ["", "", ""]})
+    assert text.splitlines()[0] == "md5,x,y,path,cluster,taken"
+    back = projection.read_previous(write_text(tmp_path / "m.csv", text))
+    assert back.clusters == {md5(1): 4, md5(2): -1} and len(back.xy) == 3  # a bad id loses the id only
+    old = projection.read_previous(write_text(tmp_path / "old.csv", "md5,x,y,path\n%s,1,2,a.jpg\n" % md5(1)))
+    assert old.xy == {md5(1): (1.0, 2.0)} and old.clusters == {}  # 4-column CSVs of earlier versions
 
 
 def test_a_spreadsheet_export_is_read(tmp_path):

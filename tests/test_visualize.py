@@ -116,15 +116,15 @@ def test_common_folder_is_text_as_written_and_top_folders_name_the_folder(paths,
 
 # --- layout ----------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("n", [1, 2, 5])
+@pytest.mark.parametrize("n", [1, 2, 3, 5])
 def test_tiny_sets_get_a_layout_and_say_how(tmp_path, stage3, n):
     meta_path, thumbs, feats, paths = write_map_inputs(tmp_path, n)
     out = tmp_path / "out" / "map.html"
     rc, err = stage3(*main_args(meta_path, thumbs, feats, out))
     assert rc == 0, err
     rows = read_csv(tmp_path / "out" / "map.coords.csv")
-    assert rows[0] == ["md5", "x", "y", "path"]
-    assert sorted(r[0] for r in rows[1:]) == sorted(paths)
+    assert rows[0] == ["md5", "x", "y", "path", "cluster", "taken", "taken_source"]
+    assert sorted(r[0] for r in rows[1:]) == sorted(paths) and {r[4] for r in rows[1:]} == {"-1"}
     xy = np.array([[float(r[1]), float(r[2])] for r in rows[1:]])
     fallback = [line for line in err.splitlines() if "UMAP needs more" in line]
     assert len(fallback) == 1
@@ -258,7 +258,7 @@ def test_coords_csv_quotes_awkward_paths(tmp_path, stage3):
     out = tmp_path / "map.html"
     assert stage3(*main_args(meta_path, thumbs, feats, out))[0] == 0
     rows = read_csv(tmp_path / "map.coords.csv")
-    assert all(len(r) == 4 for r in rows)
+    assert all(len(r) == 7 for r in rows)
     by_md5 = {r[0]: r for r in rows[1:]}
     assert by_md5[fake_md5(0)][3] == awkward
     assert by_md5[fake_md5(1)][3] == "/photos/b/" + XSS_NAME
@@ -289,19 +289,21 @@ def test_coords_csv_is_read_by_column_name(tmp_path, stage3):
         projection.read_coords(csv_path)
 
 
-def test_colours_by_folder_when_few_else_by_cluster(tmp_path):
+def test_colours_start_with_the_islands_else_folders(tmp_path):
     meta_path, thumbs, feats, _ = write_map_inputs(tmp_path, 40, folders="wxyz")
     photos = join(meta_path, thumbs, feats)
-    labels, what = colours.groups(photos, "auto")
-    assert what == "top-level folder" and sorted(set(labels)) == ["w", "x", "y", "z"]
+    folder = colours.by_folder(photos)
+    assert folder.title == "top-level folder" and folder.groups == ["w", "x", "y", "z"]
+    no_islands = colours.schemes(photos, np.full(40, -1), None, [None] * 40)
+    assert colours.starting("auto", no_islands).mode == "folder"
+    islands = colours.schemes(photos, np.arange(40) % 4, None, [None] * 40)
+    assert colours.starting("auto", islands).mode == "cluster"
     many = tmp_path / "many"
     meta_path, thumbs, feats, _ = write_map_inputs(many, 40, folders="abcdefghijklmnop")
     photos = join(meta_path, thumbs, feats)
-    labels, what = colours.groups(photos, "auto", seed=0)
-    assert what.startswith("KMeans") and len(set(labels)) == 10
-    # 16 folders with distinct centres, 10 clusters: each folder falls in exactly one cluster.
-    folder_of = folders.top_folders(photos.first_paths)
-    assert all(len({lab for lab, f in zip(labels, folder_of) if f == g}) == 1 for g in set(folder_of))
+    assert colours.starting("auto", colours.schemes(photos, np.full(40, -1), None, [None] * 40)).mode == "none"
+    assert colours.starting("folder", colours.schemes(photos, np.full(40, -1), None, [None] * 40)).groups \
+        == list("abcdefghijklmnop")
 
 
 # --- the command's fatal errors ----------------------------------------------------------------------
@@ -590,7 +592,7 @@ def test_command_page_hover_finds_each_photo(driver, tmp_path, stage3):
     with browser.serve(tmp_path) as server:
         driver.get(server.url + "map.html")
         browser.wait_for_plot(driver, page.PLOT_NAME)
-        for md5, x, y, first in rows:
+        for md5, x, y, first, *_ in rows:
             browser.hover_point(driver, page.PLOT_NAME, float(x), float(y))
             state = tooltips_shown(driver, src="thumbs/%s.jpg" % md5)
             assert len(state) == 1 and [img[2] for img in state[0]["imgs"]] == ["thumbs/%s.jpg" % md5]
