@@ -119,7 +119,7 @@ def run(n):
     assert reused and np.allclose(coords, coords2)
     t = time.perf_counter()
     labels, colour_by = colours.groups(photos)
-    size = page.write_page(page.build(photos, coords, labels, page.thumb_prefix(html, thumbs), colour_by), html)
+    size = page.write_map(html, photos, coords, labels, colour_by)
     page_s = time.perf_counter() - t
     fig = dict(n=n, data_s=gen_s, join_s=join_s, umap_s=umap_s, cache_reload_s=cache_s, page_build_s=page_s,
                page_mb=size / 1e6)

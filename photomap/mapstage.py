@@ -38,8 +38,7 @@ def run(meta, thumbs, features, output, n_neighbors=15, min_dist=0.1, metric="co
         raise SetupError("cannot compute the map: %s" % exc) from None
     t1 = time.monotonic()
     labels, colour_by = colours.groups(photos, colour, seed=seed)
-    view = page.build(photos, coords, labels, page.thumb_prefix(output, photos.thumbs_dir), colour_by)
-    size = page.write_page(view, output)
+    size = page.write_map(output, photos, coords, labels, colour_by)
     if verbose:
         stage.info("layout %.1fs, page %.1fs, %.1f MB" % (t1 - t0, time.monotonic() - t1, size / 1e6))
     say_where(stage, output, len(photos))
