@@ -120,7 +120,7 @@ def run(n):
     t = time.perf_counter()
     scheme = colours.by_folder(photos)
     labels, colour_by = [scheme.groups[c] for c in scheme.codes], scheme.title
-    size = page.write_page(page.build(photos, coords, labels, page.thumb_prefix(html, thumbs), colour_by), html)
+    size = page.write_map(html, photos, coords, labels, colour_by)
     page_s = time.perf_counter() - t
     fig = dict(n=n, data_s=gen_s, join_s=join_s, umap_s=umap_s, cache_reload_s=cache_s, page_build_s=page_s,
                page_mb=size / 1e6)

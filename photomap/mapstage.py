@@ -4,7 +4,7 @@ and how to look at the result."""
 import os
 import time
 
-from . import clusters_csv, colours, details, islands, page, projection
+from . import clusters_csv, colours, facts, islands, page, projection
 from .join import join, summary
 from .report import SetupError
 from .runner import Run
@@ -40,10 +40,7 @@ def run(meta, thumbs, features, output, n_neighbors=15, min_dist=0.1, metric="co
     t1 = time.monotonic()
     found, info = name_islands(stage, photos, layout, features, output, show_gps)
     t2 = time.monotonic()
-    scheme = colours.starting(colour, colour_schemes(photos, found, info))
-    labels = [scheme.groups[c] for c in scheme.codes]
-    view = page.build(photos, coords, labels, page.thumb_prefix(output, photos.thumbs_dir), scheme.title)
-    size = page.write_page(view, output)
+    size = write_page(output, photos, coords, found, info, colour, show_gps, features)
     if verbose:
         stage.info("layout %.1fs, clusters and labels %.1fs, page %.1fs, %.1f MB" % (
             t1 - t0, t2 - t1, time.monotonic() - t2, size / 1e6))
@@ -87,10 +84,10 @@ def name_islands(stage: Run, photos, layout, features, output, show_gps):
     only with ``show_gps``) and ``<page>.clusters.csv``. Returns ``(Islands, InfoTable or None)``."""
     previous = layout.previous.clusters if layout.previous is not None else None
     found = islands.find_islands(layout.coords, photos.features, features, photos.md5s, previous)
-    for line in (found.note, details.weights_note(features) if found.names else None):
+    for line in (found.note, facts.weights_note(features) if found.names else None):
         if line:
             stage.info(line)
-    info = details.load_info(photos.thumbs_dir, say=stage.info)
+    info = facts.load_info(photos.thumbs_dir, say=stage.info)
     layout.save(clusters_csv.coords_columns(photos.md5s, found.ids, info, gps=show_gps))
     try:
         clusters_csv.write_clusters_csv(clusters_csv.clusters_csv_path(output), found.rows())
@@ -99,11 +96,16 @@ def name_islands(stage: Run, photos, layout, features, output, show_gps):
     return found, info
 
 
-def colour_schemes(photos, found, info) -> list:
-    """The page's colour schemes (:func:`photomap.colours.schemes`) for ``photos`` with islands
-    ``found`` and photo ``info``."""
-    years, mtime_only = details.years(photos.md5s, info)
-    return colours.schemes(photos, found.ids, found.names, years, mtime_only)
+def write_page(output, photos, coords, found, info, colour, show_gps, features) -> int:
+    """Write the page with every colour scheme (starting with ``--colour``'s), the islands' labels,
+    the per-photo facts (top classes, date taken, camera; GPS only with ``show_gps``) and the weights
+    note; returns its size in bytes."""
+    years, mtime_only = facts.years(photos.md5s, info)
+    options = colours.schemes(photos, found.ids, found.names, years, mtime_only)
+    start = colours.starting(colour, options)
+    note = facts.weights_note(features) if found.names else None
+    return page.write_map(output, photos, coords, None, details=facts.page_details(photos.md5s, found, info, show_gps),
+                          schemes=options, start=start.mode, islands=found, note=note or "")
 
 
 def read_inputs(meta, thumbs, features, stage: Run):

@@ -11,6 +11,8 @@ from urllib.parse import quote
 
 import numpy as np
 
+from . import details as shards_file
+from . import mapkeys
 from .folders import common_folder
 from .fsutil import atomic_write
 from .report import printable
@@ -58,52 +60,103 @@ def marker_size(n: int) -> float:
     return 9 if n <= 1000 else 6 if n <= 20000 else 4
 
 
-def build(photos, coords, labels, prefix, colour_by="", width=900, height=720):
+def build(photos, coords, labels, prefix, colour_by="", details=None, shards_url=None,
+          shard_size=shards_file.SHARD_SIZE, width=900, height=720, schemes=None, start=None, islands=None,
+          note=""):
     """The page's bokeh row (the plot, then the pinned panel) for ``photos`` (a
     :class:`photomap.join.Photos`) at ``coords``, coloured by ``labels`` (see
     :func:`photomap.colours.groups`, whose description ``colour_by`` goes in the title).
 
-    Thumbnails are ``prefix + <md5>.jpg`` (see :func:`thumb_prefix`). Paths are written as printable
-    text (:func:`report.printable`), each below the photos' common folder, which is stored once."""
+    Only what is drawn goes into the plot's data (x, y as float32, each photo's colour as an index);
+    what the page says about a photo (its md5, paths, copies and the ``details`` columns, see
+    :func:`photomap.details.columns`) is in detail shards: inline, or fetched from ``shards_url``
+    (from :func:`photomap.details.write`, cut at ``shard_size``) when given. Thumbnails are ``prefix + <md5>.jpg`` (see
+    :func:`thumb_prefix`).
+
+    With ``schemes`` (:func:`photomap.colours.schemes`; ``labels`` and ``colour_by`` are then
+    unused) the page starts coloured by the ``start`` mode and has a switch to the others, whose
+    legend follows; named ``islands`` get their labels drawn on the map, and ``note`` (one line, e.g.
+    on the labels' weights) is shown beside it (:mod:`photomap.mapkeys`)."""
     from bokeh.layouts import row
-    from bokeh.models import (BoxZoomTool, ColumnDataSource, Div, HoverTool, PanTool, ResetTool, SaveTool,
-                              TapTool, WheelZoomTool)
+    from bokeh.models import (BoxZoomTool, ColumnDataSource, Div, HoverTool, LinearColorMapper, PanTool,
+                              ResetTool, SaveTool, TapTool, WheelZoomTool)
     from bokeh.plotting import figure
-    from bokeh.transform import factor_cmap
 
     n = len(photos)
     coords = np.asarray(coords, dtype=np.float64).reshape(-1, 2)
-    root = common_folder(p for paths in photos.paths for p in paths)
-    factors = sorted(set(labels), key=_natural_key)
+    root = photo_root(photos)
+    if schemes:
+        first = next(s for s in schemes if s.mode == start)
+        factors, palette, colour_by = first.groups, first.colours, ""
+        colour_cols = mapkeys.colour_columns(schemes, start)
+    else:
+        factors = sorted(set(labels), key=_natural_key)
+        index = {f: k for k, f in enumerate(factors)}
+        palette = _palette(len(factors))
+        colour_cols = {"colour": np.fromiter((index[g] for g in labels), dtype=np.uint16, count=n)}
     source = ColumnDataSource(data={
-        "x": coords[:, 0].astype(np.float32), "y": coords[:, 1].astype(np.float32),
-        "md5": list(photos.md5s), "paths": ["\n".join(printable(p[len(root):]) for p in paths)
-                                            for paths in photos.paths],
-        "copies": np.asarray(photos.copies, dtype=np.int32), "group": list(labels)})
+        "x": coords[:, 0].astype(np.float32), "y": coords[:, 1].astype(np.float32), **colour_cols})
     plot = figure(title=_title(photos, colour_by if len(factors) > 1 else ""), width=width, height=height,
                   output_backend="webgl", name=PLOT_NAME, active_scroll="auto", match_aspect=True,
                   tools=[PanTool(), WheelZoomTool(), BoxZoomTool(), ResetTool(), SaveTool()])
     plot.axis.visible = False
     plot.grid.visible = False
     size = marker_size(n)
+    mapper = LinearColorMapper(palette=palette, low=-0.5, high=len(palette) - 0.5)  # index k -> palette[k]
     scatter = plot.scatter("x", "y", source=source, size=size, alpha=0.75, line_width=0,
-                           color=factor_cmap("group", _palette(len(factors)), factors),
+                           color={"field": "colour", "transform": mapper},
                            nonselection_alpha=0.75, selection_alpha=0.75)
     ring = ColumnDataSource(data={"x": [], "y": []})
     plot.scatter("x", "y", source=ring, size=size + 10, fill_alpha=0, line_color="black", line_width=2)
-    if len(factors) > 1:
+    if len(factors) > 1 and not schemes:
         plot.add_layout(_legend(scatter, labels, factors), "right")
     panel = Div(text=PANEL_HINT, width=PANEL_WIDTH, height=height, name=PANEL_NAME,
                 styles={"padding-left": "10px", "user-select": "text", "overflow-y": "auto"})
+    inline = [] if shards_url else shard_texts(photos, root, details, shard_size)
     shared = callback("map.js", source=source, plot=plot, prefix=prefix, root=printable(root),
-                      radius=HOVER_RADIUS_PX)
+                      radius=HOVER_RADIUS_PX, groups=[str(f) for f in factors], shards=inline,
+                      shards_url=shards_url or "", shard_size=shard_size)
     hover = HoverTool(tooltips=None, renderers=[scatter],
                       callback=callback("hover.js", map=shared, tip_id="photomap-tooltip-" + plot.id,
                                         tip_class=TOOLTIP_CLASS))
     tap = TapTool(renderers=[scatter], behavior="inspect",
                   callback=callback("pin.js", map=shared, panel=panel, ring=ring, panel_width=PANEL_WIDTH))
     plot.add_tools(hover, tap)
-    return row(plot, panel)
+    if not schemes:
+        return row(plot, panel)
+    from bokeh.layouts import column
+
+    keys = mapkeys.add_keys(plot, mapper, source, shared, schemes, start, islands, note, PANEL_WIDTH)
+    panel.height = max(300, height - mapkeys.LEGEND_HEIGHT - 40 * (len(keys) - 1))
+    return row(plot, column(*keys, panel))
+
+
+def photo_root(photos) -> str:
+    """The photos' common folder: paths in the page and its detail shards are written below it."""
+    return common_folder(p for paths in photos.paths for p in paths)
+
+
+def shard_texts(photos, root, details=None, shard_size=shards_file.SHARD_SIZE) -> list:
+    """The JSON texts of the photos' detail shards (see :mod:`photomap.details`)."""
+    cols = shards_file.columns(photos, root, details)
+    return [shards_file.shard_text(s) for s in shards_file.shards(cols, root, shard_size)]
+
+
+def write_map(path, photos, coords, labels, colour_by="", details=None, inline_max=shards_file.INLINE_MAX,
+              shard_size=shards_file.SHARD_SIZE, **keys) -> int:
+    """Write the page at ``path`` with its detail shards (inline for a map of up to ``inline_max``
+    photos, else in ``<page>.photos/``, see :mod:`photomap.details`), then remove the shards of
+    earlier pages; return the page's size in bytes. ``details``: more detail columns (see
+    :func:`photomap.details.columns`); ``keys``: :func:`build`'s ``schemes``, ``start``, ``islands``
+    and ``note``."""
+    root = photo_root(photos)
+    texts = shard_texts(photos, root, details, shard_size)
+    url = None if len(photos) <= inline_max else shards_file.write(path, texts)
+    view = build(photos, coords, labels, thumb_prefix(path, photos.thumbs_dir), colour_by, details, url,
+                 shard_size, **keys)
+    size = write_page(view, path)
+    shards_file.clear_stale(path, url)
+    return size
 
 
 def _title(photos, colour_by: str) -> str:

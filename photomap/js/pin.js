@@ -14,8 +14,12 @@ return map.execute(cb_obj).then(async (photos) => {
   const i = photos.nearest(g.x, g.y, photos.radius + CLICK_SLACK_PX)
   if (i < 0) return
   const newest = photos.ticket("pin")
-  const photo = await photos.photo(i)
+  const photo = await photos.photo(i).catch((err) => ({failed: err.message}))
   if (!newest()) return
+  if (photo.failed) {
+    panel.text = `<div style="font:13px sans-serif;color:#a00">${esc(photo.failed)}</div>`
+    return
+  }
   panel.text = panel_html(photo, panel_width)
   ring.data = {x: [photos.source.data.x[i]], y: [photos.source.data.y[i]]}
 })
@@ -27,7 +31,25 @@ function panel_html(photo, width) {
   return `<div class="photomap-pinned" style="font:13px sans-serif;width:${width - 24}px">` +
     `<img class="photomap-pinned-img" style="display:block;width:224px;max-width:100%" ` +
     `src="${esc(photo.thumb)}"><div style="margin:6px 0;color:#555">${esc(photo.note)}</div>` +
-    paths.join("") + `</div>`
+    facts_html(photo) + paths.join("") + `</div>`
+}
+
+// What stage 3 knows about the photo beyond its paths (photomap/facts.py), where the page has it: the
+// classifier's top classes with their probabilities, the date taken (and where that date came from),
+// the camera, and the GPS position only when the page was made with --show-gps.
+function facts_html(photo) {
+  const lines = []
+  for (const [name, p] of photo.classes ?? []) {
+    lines.push(`<div class="photomap-class">${esc(name)} <span style="color:#777">${(100 * p).toFixed(1)}%</span></div>`)
+  }
+  if (photo.taken != null) {
+    const from = {"mtime": " (file date)", "exif:DateTime": " (EXIF DateTime)"}[photo.taken_source] ?? ""
+    lines.push(`<div class="photomap-taken">${photo.taken ? "taken " + esc(photo.taken.replace("T", " ")) + from
+      : "date taken unknown"}</div>`)
+  }
+  if (photo.camera) lines.push(`<div class="photomap-camera">${esc(photo.camera)}</div>`)
+  if (photo.gps) lines.push(`<div class="photomap-gps">GPS ${esc(photo.gps[0])}, ${esc(photo.gps[1])}</div>`)
+  return lines.length ? `<div class="photomap-facts" style="margin:0 0 8px;color:#333">${lines.join("")}</div>` : ""
 }
 
 function esc(s) {

@@ -1,0 +1,78 @@
+"""The page's keys to the map: the colour switch (islands, folder, year taken, one colour) with the
+legend that follows it, the islands' labels drawn at their centres, and the one-line note on the
+labels' weights. Built here, attached to the plot by :func:`photomap.page.build`."""
+import numpy as np
+
+SWITCH_NAME = "photomap-colour-switch"
+LEGEND_NAME = "photomap-legend"
+NOTE_NAME = "photomap-note"
+LABEL_FONT = "bold 12px sans-serif"  # the labels.js measure and the drawn text must agree
+LEGEND_HEIGHT = 220
+
+
+def _codes(scheme):
+    """A scheme's codes as the smallest unsigned typed array that holds them (a million photos:
+    1 MB a scheme)."""
+    return np.asarray(scheme.codes, np.uint8 if len(scheme.groups) <= 256 else np.uint16)
+
+
+def colour_columns(schemes, start) -> dict:
+    """The plot's colour columns: ``colour``, the starting scheme's codes (the one drawn), and
+    ``colour_<mode>`` for each other scheme (``none`` needs none: all zero)."""
+    by_mode = {s.mode: s for s in schemes}
+    cols = {"colour": _codes(by_mode[start])}
+    cols.update({"colour_" + s.mode: _codes(s) for s in schemes if s.mode not in (start, "none")})
+    return cols
+
+
+def scheme_table(schemes) -> dict:
+    """What the page script needs of each scheme: mode -> {title, groups, colours, sizes}."""
+    return {s.mode: {"title": s.title, "groups": [str(g) for g in s.groups], "colours": list(s.colours),
+                     "sizes": [int(v) for v in s.sizes]} for s in schemes}
+
+
+def add_keys(plot, mapper, source, shared, schemes, start, islands=None, note="", width=280):
+    """The colour switch, the legend and the note (bokeh models, to place beside the plot, top to
+    bottom), and the islands' labels drawn on ``plot``. ``shared``: the page's map.js callback;
+    ``schemes``: :class:`photomap.colours.Scheme`
+    list; ``start``: the mode drawn first; ``islands``: an :class:`photomap.islands.Islands` (named
+    islands get labels; ``None`` or unnamed: none)."""
+    from bokeh.models import ColumnDataSource, Div, LabelSet, RadioButtonGroup
+
+    from .page import callback
+
+    modes = [s.mode for s in schemes]
+    names = {"cluster": "islands", "folder": "folder", "year": "year", "none": "none"}
+    switch = RadioButtonGroup(labels=[names.get(m, m) for m in modes], active=modes.index(start),
+                              name=SWITCH_NAME, width=width - 10)
+    legend = Div(text="", width=width, height=LEGEND_HEIGHT, name=LEGEND_NAME,
+                 styles={"overflow-y": "auto", "padding-left": "10px"})
+    note_div = Div(text="", width=width, name=NOTE_NAME, visible=bool(note),
+                   styles={"padding-left": "10px", "font": "12px sans-serif", "color": "#a35a00"})
+    note_div.text = _esc(note)
+    recolour = callback("colour.js", map=shared, chooser=switch, source=source, mapper=mapper, legend=legend,
+                        schemes=scheme_table(schemes), modes=modes, start=start)
+    switch.js_on_change("active", recolour)
+    # The plot's ranges are set when it is first drawn: that draws the legend too (once).
+    plot.x_range.js_on_change("start", recolour)
+    if islands is not None and islands.names is not None:
+        rows = islands.rows()
+        order = sorted(range(len(rows)), key=lambda i: -int(islands.placement.priority[rows[i].cluster]))
+        every = ColumnDataSource(data={"x": [rows[i].x for i in order], "y": [rows[i].y for i in order],
+                                       "text": [rows[i].label for i in order]})
+        shown = ColumnDataSource(data={"x": [], "y": [], "text": []})
+        plot.add_layout(LabelSet(x="x", y="y", text="text", source=shown, text_font_size="12px",
+                                 text_font_style="bold", text_align="center", text_baseline="middle",
+                                 text_color="#222", background_fill_color="white",
+                                 background_fill_alpha=0.7, name="photomap-labels"))
+        place = callback("labels.js", plot=plot, every=every, shown=shown, font=LABEL_FONT)
+        for rng in (plot.x_range, plot.y_range):
+            rng.js_on_change("start", place)
+            rng.js_on_change("end", place)
+    return [switch, note_div, legend] if note else [switch, legend]
+
+
+def _esc(text) -> str:
+    import html
+
+    return html.escape(str(text))
