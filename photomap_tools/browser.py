@@ -192,6 +192,23 @@ def wait_for_plot(driver, plot_name, timeout=60.0) -> float:
     return time.monotonic() - t0
 
 
+POINT_COLOURS_JS = PLOT_VIEW_JS + """
+if (pv == null) return null;
+const layer = pv.export("png");  // the plot as drawn (WebGL and canvas layers composited), CSS px x ratio
+const r = pv.canvas.el.getBoundingClientRect();
+const ratio = layer.pixel_ratio ?? 1;
+return arguments[1].map(([cx, cy]) => [...layer.ctx.getImageData(
+  Math.round((cx - r.left) * ratio), Math.round((cy - r.top) * ratio), 1, 1).data].slice(0, 3));
+"""
+
+
+def point_colours(driver, plot_name, points):
+    """The ``[r, g, b]`` drawn at the centre of each data point ``(x, y)`` of the named plot, read
+    from the plot's own rendering (bokeh's export), so neither a screenshot nor the window matters."""
+    where = [data_to_client(driver, plot_name, float(x), float(y)) for x, y in points]
+    return driver.execute_script(POINT_COLOURS_JS, plot_name, where)
+
+
 def data_to_client(driver, plot_name, x, y):
     """Viewport (CSS pixel) position of data point ``(x, y)`` in the named plot."""
     pos = driver.execute_script(DATA_TO_CLIENT_JS, plot_name, float(x), float(y))

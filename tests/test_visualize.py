@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from conftest import ROOT, wait_until
-from photomap import colours, details, features, folders, meta, page, projection
+from photomap import colours, details, features, folders, infolog, meta, page, projection
+from photomap.exif import FROM_ORIGINAL, PhotoInfo
 from photomap.commands import visualize
 from photomap.join import Photos, join, summary
 from photomap_tools import browser
@@ -277,7 +278,7 @@ def test_coords_csv_is_read_by_column_name(tmp_path, stage3):
     with open(csv_path, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f, lineterminator="\n")
         w.writerow(["cluster", "y", "x", "md5", "path", "label"])
-        for md5, x, y, path in rows[1:]:
+        for md5, x, y, path, *_ in rows[1:]:
             w.writerow(["3", y, x, md5, path, "beach"])
     again = projection.read_coords(csv_path)
     assert again.md5s == written.md5s and again.paths == written.paths
@@ -360,14 +361,15 @@ def test_a_killed_run_leaves_no_temporary_files_only_its_own_are_cleared(tmp_pat
     meta_path, thumbs, feats, _ = write_map_inputs(tmp_path / "in", 3)
     out = tmp_path / "out"
     out.mkdir()
-    left = [".tmp-map.html.k1w2", ".tmp-map.coords.csv.x9", ".tmp-map.coords.key.q"]
+    left = [".tmp-map.html.k1w2", ".tmp-map.coords.csv.x9", ".tmp-map.coords.key.q", ".tmp-map.clusters.csv.z"]
     others = [".tmp-notes.txt.a1", ".tmp-map.html"]  # not a temporary name of this page's files
     for name in left + others:
         (out / name).write_text("partial")
     rc, err = stage3(*main_args(meta_path, thumbs, feats, out / "map.html"))
     assert rc == 0
-    assert "removed 3 temporary files left by an interrupted run" in err
-    assert sorted(os.listdir(out)) == sorted(others + ["map.coords.csv", "map.coords.key", "map.html"])
+    assert "removed 4 temporary files left by an interrupted run" in err
+    assert sorted(os.listdir(out)) == sorted(others + ["map.clusters.csv", "map.coords.csv", "map.coords.key",
+                                                       "map.html"])
 
 
 # --- the notebook ----------------------------------------------------------------------------------
@@ -681,3 +683,96 @@ def test_a_sharded_page_opened_from_disk_shows_the_map_and_says_hover_needs_the_
     lines = wait_until(lambda: [line for tip in driver.execute_script(TOOLTIP_STATE_JS) for line in tip["lines"]],
                        10, "the tooltip to say why there is no photo")
     assert lines == ["photo details need the page served: python -m http.server"]
+
+
+# --- the colour switch, the islands' labels and the pinned photo's facts ----------------------------
+
+@pytest.fixture(scope="module")
+def islands_site(tmp_path_factory):
+    """A page of two named islands (grids of points, so each point's centre pixel is its own), every
+    colour scheme, photo facts, and the years alternating inside each island."""
+    from PIL import Image
+
+    from photomap import classifier, colours, facts, islands
+
+    root = tmp_path_factory.mktemp("islands")
+    thumbs, feats = root / "thumbs", root / "features"
+    thumbs.mkdir()
+    feats.mkdir()
+    grid = np.array([(i % 6, i // 6) for i in range(36)], float) * 0.25
+    coords = np.concatenate([grid + (-3, 0), grid + (3, 0)])
+    n = len(coords)
+    vectors = np.zeros((n, 2), np.float32)
+    vectors[:36, 0] = vectors[36:, 1] = 1
+    classifier.save(feats, 4 * np.eye(2), np.zeros(2), ("seashore", "<b>dog</b>"))
+    found = islands.find_islands(coords, vectors, feats)
+    md5s = [fake_md5(i) for i in range(n)]
+    for md5 in md5s:
+        Image.new("RGB", (224, 168), (90, 90, 90)).save(thumbs / (md5 + ".jpg"))
+    photos = Photos(md5s=md5s, paths=[["/photos/%s/img_%d.jpg" % ("ab"[i % 2], i)] for i in range(n)],
+                    features=vectors, thumbs_dir=str(thumbs))
+    years = [2010 if i % 2 == 0 else 2015 for i in range(n)]
+    options = colours.schemes(photos, found.ids, found.names, years)
+    table = infolog.InfoTable({m: PhotoInfo("%d-07-01T10:00:00" % y, FROM_ORIGINAL, "Canon", "Canon EOS 5D", 1.5, 2.5)
+                               for m, y in zip(md5s, years)})
+    page.write_map(root / "map.html", photos, coords, None, details=facts.page_details(md5s, found, table),
+                   schemes=options, start="cluster", islands=found, note="labels come from random weights")
+    with browser.serve(root) as server:
+        yield {"server": server, "coords": coords, "ids": found.ids, "years": years, "names": found.names}
+
+
+def pixel_colours(driver, points):
+    """The colour drawn at the centre of each data point (tuples, to compare)."""
+    return [tuple(c) for c in browser.point_colours(driver, page.PLOT_NAME, points)]
+
+
+def legend_rows(driver):
+    return [el.text for el in browser.deep_query(driver, ".photomap-legend-name")]
+
+
+def test_colour_switch_recolours_the_points_and_the_legend_follows(driver, islands_site):
+    site = islands_site
+    driver.get(site["server"].url + "map.html")
+    browser.wait_for_plot(driver, page.PLOT_NAME)
+    ids, years, coords = site["ids"], site["years"], site["coords"]
+    # a, b: one island, other years; c: the other island, a's year.
+    a = next(i for i in range(len(ids)) if ids[i] == 0 and years[i] == 2010)
+    b = next(i for i in range(len(ids)) if ids[i] == 0 and years[i] == 2015)
+    c = next(i for i in range(len(ids)) if ids[i] == 1 and years[i] == 2010)
+    names = [site["names"][0], site["names"][1], "unclustered"]
+    wait_until(lambda: legend_rows(driver)[:2] == names[:2], 10, "the islands' legend")
+    # Both labels are drawn on the map, as text (the class name "<b>dog</b>" is not markup).
+    shown = wait_until(lambda: driver.execute_script(
+        "const v = Bokeh.index.query_one((v) => v.model.name == 'photomap-labels');"
+        "return v && v.model.source.data.text.length ? [...v.model.source.data.text] : null"), 10, "the labels")
+    assert sorted(shown) == sorted(site["names"]) and "<b>dog</b>" in shown
+    pa, pb, pc = wait_until(lambda: (lambda px: px if px[0] == px[1] != px[2] else None)(
+        pixel_colours(driver, [coords[a], coords[b], coords[c]])), 10, "a and b in one colour, c in another")
+    (year_button,) = [b for b in browser.deep_query(driver, ".bk-btn") if b.text == "year"]
+    year_button.click()
+    wait_until(lambda: legend_rows(driver) == ["2010", "2015"], 10, "the legend to list the years")
+    wait_until(lambda: (lambda px: px[0] == px[2] != px[1])(pixel_colours(driver, [coords[a], coords[b], coords[c]])),
+               10, "a and c in one colour (2010), b in another (2015)")
+    (islands_button,) = [b for b in browser.deep_query(driver, ".bk-btn") if b.text == "islands"]
+    islands_button.click()
+    wait_until(lambda: legend_rows(driver)[:2] == names[:2], 10, "the islands' legend back")
+    wait_until(lambda: pixel_colours(driver, [coords[a], coords[b], coords[c]]) == [pa, pb, pc], 10,
+               "the islands' colours back")
+    assert [el.text for el in browser.deep_query(driver, ".bk-Div")  # the weights note, once
+            if el.text == "labels come from random weights"]
+
+
+def test_pinned_photo_shows_its_classes_date_and_camera_but_no_gps(driver, islands_site):
+    site = islands_site
+    driver.get(site["server"].url + "map.html")
+    browser.wait_for_plot(driver, page.PLOT_NAME)
+    i = int(np.flatnonzero(site["ids"] == 1)[0])
+    cx, cy = browser.hover_point(driver, page.PLOT_NAME, *site["coords"][i])
+    browser.mouse_click(driver, cx, cy)
+    facts = wait_until(lambda: [el.text for el in browser.deep_query(driver, ".photomap-facts > div")], 10,
+                       "the pinned photo's facts")
+    name_1 = site["names"][1]
+    assert facts[0].startswith(name_1 + " ") and facts[0].endswith("%") and len(facts) == 2 + 2  # 2 classes
+    assert facts[2] == "taken %d-07-01 10:00:00" % site["years"][i] and facts[3] == "Canon EOS 5D"
+    assert float(facts[0].split()[-1][:-1]) > float(facts[1].split()[-1][:-1])  # best class first
+    assert not browser.deep_query(driver, ".photomap-gps")  # private unless --show-gps

@@ -13,11 +13,14 @@ if (cb_obj !== chooser && legend.text != "") return  // a later range change: no
 const mode = modes[chooser.active]
 const scheme = schemes[mode]
 const data = source.data
-const drawn = data.colour_mode ?? start
+// The mode drawn now, kept outside the data: a column that is not one value per point would make
+// bokeh take the points for fewer.
+const drawn_modes = globalThis.photomap_drawn_modes ??= new WeakMap()
+const drawn = drawn_modes.get(source) ?? start
 if (drawn != mode) {
   if (data["colour_" + drawn] == null) data["colour_" + drawn] = data.colour  // keep it for a switch back
   data.colour = data["colour_" + mode] ?? new Uint8Array(data.x.length)  // "none": every photo group 0
-  data.colour_mode = mode
+  drawn_modes.set(source, mode)
 }
 mapper.palette = scheme.colours
 mapper.low = -0.5
