@@ -4,7 +4,7 @@ and how to look at the result."""
 import os
 import time
 
-from . import clusters_csv, colours, facts, islands, page, projection
+from . import clusters_csv, colours, facts, islands, page, projection, similar
 from .join import join, summary
 from .report import SetupError
 from .runner import Run
@@ -14,14 +14,17 @@ SERVE_PORT = 8000
 
 
 def run(meta, thumbs, features, output, n_neighbors=15, min_dist=0.1, metric="cosine", seed=None,
-        refit=False, colour="auto", show_gps=False, quiet=False, verbose=False) -> int:
+        refit=False, colour="auto", dup_threshold="auto", neighbours="auto", neighbours_csv="auto",
+        show_gps=False, quiet=False, verbose=False) -> int:
     """Make the map page ``output`` from the .meta log ``meta``, the thumbnail folder ``thumbs`` and
     the feature folder ``features``; the map is kept beside the page and grown by the next run
-    (``projection``), or laid out afresh and aligned to it with ``refit``.
+    (``projection``), or laid out afresh and aligned to it with ``refit``; the neighbours, the
+    near-duplicate groups and the originals' status are kept beside it too (``similar``).
 
     Returns the exit status (0); raises :class:`SetupError` for a fatal problem, before the page or
     its cache is written."""
     check_request(meta, thumbs, features, output, n_neighbors, min_dist, colour)
+    threshold = similar.parse_threshold(dup_threshold)
     stage = Run(STAGE, quiet)
     out_dir = os.path.dirname(os.path.abspath(output))
     stage.output_dir(out_dir, "page folder", names=_written_beside(output))
@@ -37,12 +40,15 @@ def run(meta, thumbs, features, output, n_neighbors=15, min_dist=0.1, metric="co
     except ValueError as exc:  # umap-learn refusing the metric for these vectors, before any work
         raise SetupError("cannot compute the map: %s" % exc) from None
     coords = layout.coords
+    sim = similar.build(photos.md5s, photos.features, photos.paths, output, dup_threshold=threshold,
+                        method=neighbours, neighbours_csv=neighbours_csv, say=stage.info)
     t1 = time.monotonic()
     found, info = name_islands(stage, photos, layout, features, output, show_gps)
     t2 = time.monotonic()
-    size = write_page(output, photos, coords, found, info, colour, show_gps, features)
+    size = write_page(output, photos, coords, found, info, colour, show_gps, features,
+                      similar.detail_columns(sim, photos.paths))
     if verbose:
-        stage.info("layout %.1fs, clusters and labels %.1fs, page %.1fs, %.1f MB" % (
+        stage.info("layout and neighbours %.1fs, clusters and labels %.1fs, page %.1fs, %.1f MB" % (
             t1 - t0, t2 - t1, time.monotonic() - t2, size / 1e6))
     say_where(stage, output, len(photos))
     return 0
@@ -73,9 +79,11 @@ def check_request(meta, thumbs, features, output, n_neighbors, min_dist, colour)
 
 def _written_beside(output) -> tuple:
     """Names of the files this stage writes in the page's folder (the page, the coordinates cache,
-    the clusters): only their leftover temporary files are cleared there, the folder being the user's."""
+    the clusters, the neighbour and duplicate files): only their leftover temporary files are
+    cleared there, the folder being the user's."""
     return tuple(os.path.basename(p) for p in (output, *projection.coords_paths(output),
-                                               clusters_csv.clusters_csv_path(output)))
+                                               clusters_csv.clusters_csv_path(output),
+                                               *similar.file_paths(output)))
 
 
 def name_islands(stage: Run, photos, layout, features, output, show_gps):
@@ -96,16 +104,17 @@ def name_islands(stage: Run, photos, layout, features, output, show_gps):
     return found, info
 
 
-def write_page(output, photos, coords, found, info, colour, show_gps, features) -> int:
+def write_page(output, photos, coords, found, info, colour, show_gps, features, more_details) -> int:
     """Write the page with every colour scheme (starting with ``--colour``'s), the islands' labels,
-    the per-photo facts (top classes, date taken, camera; GPS only with ``show_gps``) and the weights
-    note; returns its size in bytes."""
+    the per-photo facts (top classes, date taken, camera; GPS only with ``show_gps``), the weights
+    note and the detail columns ``more_details``; returns its size in bytes."""
     years, mtime_only = facts.years(photos.md5s, info)
     options = colours.schemes(photos, found.ids, found.names, years, mtime_only)
     start = colours.starting(colour, options)
     note = facts.weights_note(features) if found.names else None
-    return page.write_map(output, photos, coords, None, details=facts.page_details(photos.md5s, found, info, show_gps),
-                          schemes=options, start=start.mode, islands=found, note=note or "")
+    details = dict(more_details, **facts.page_details(photos.md5s, found, info, show_gps))
+    return page.write_map(output, photos, coords, None, details=details, schemes=options, start=start.mode,
+                          islands=found, note=note or "")
 
 
 def read_inputs(meta, thumbs, features, stage: Run):
