@@ -165,6 +165,10 @@ def main(argv=None) -> int:
     with browser.serve(folder) as server, browser.chrome(1280, 940) as driver:
         driver.get(server.url + name)
         browser.wait_for_plot(driver, page.PLOT_NAME)
+        if browser.weights_note(driver):  # labels from weights that are not the published ones name nothing
+            browser.choose_colours(driver, "folder")
+            print("gifs: the page's labels come from unpublished weights: recorded in folder colours",
+                  file=sys.stderr)
         time.sleep(0.5)
         grab(driver).save(os.path.join(args.dest, "map.png"))
         full = driver.execute_script(GET_RANGES_JS, page.PLOT_NAME)

@@ -43,10 +43,10 @@ def run(meta, thumbs, features, output, n_neighbors=15, min_dist=0.1, metric="co
     sim = similar.build(photos.md5s, photos.features, photos.paths, output, dup_threshold=threshold,
                         method=neighbours, neighbours_csv=neighbours_csv, say=stage.info)
     t1 = time.monotonic()
-    found, info = name_islands(stage, photos, layout, features, output, show_gps)
+    found, info = name_islands(stage.info, photos, layout, features, output, show_gps)
     t2 = time.monotonic()
-    size = write_page(output, photos, coords, found, info, colour, show_gps, features,
-                      similar.detail_columns(sim, photos.paths))
+    size = page.write_map(output, photos, coords, None, **page_parts(
+        photos, found, info, features, colour, show_gps, similar.detail_columns(sim, photos.paths)))
     if verbose:
         stage.info("layout and neighbours %.1fs, clusters and labels %.1fs, page %.1fs, %.1f MB" % (
             t1 - t0, t2 - t1, time.monotonic() - t2, size / 1e6))
@@ -86,35 +86,35 @@ def _written_beside(output) -> tuple:
                                                *similar.file_paths(output)))
 
 
-def name_islands(stage: Run, photos, layout, features, output, show_gps):
+def name_islands(say, photos, layout, features, output, show_gps=False):
     """Find and name the map's islands (ids kept from the previous run's coordinates CSV), read the
     photo info, then write the coordinates CSV (with ``cluster``, ``taken``, ``taken_source``; GPS
-    only with ``show_gps``) and ``<page>.clusters.csv``. Returns ``(Islands, InfoTable or None)``."""
+    only with ``show_gps``) and ``<page>.clusters.csv``; what is missing is said in one line each to
+    ``say``. Returns ``(Islands, InfoTable or None)``."""
     previous = layout.previous.clusters if layout.previous is not None else None
     found = islands.find_islands(layout.coords, photos.features, features, photos.md5s, previous)
     for line in (found.note, facts.weights_note(features) if found.names else None):
         if line:
-            stage.info(line)
-    info = facts.load_info(photos.thumbs_dir, say=stage.info)
+            say(line)
+    info = facts.load_info(photos.thumbs_dir, say=say)
     layout.save(clusters_csv.coords_columns(photos.md5s, found.ids, info, gps=show_gps))
     try:
         clusters_csv.write_clusters_csv(clusters_csv.clusters_csv_path(output), found.rows())
     except OSError as exc:
-        stage.info("could not write %s: %s" % (clusters_csv.clusters_csv_path(output), exc.strerror or exc))
+        say("could not write %s: %s" % (clusters_csv.clusters_csv_path(output), exc.strerror or exc))
     return found, info
 
 
-def write_page(output, photos, coords, found, info, colour, show_gps, features, more_details) -> int:
-    """Write the page with every colour scheme (starting with ``--colour``'s), the islands' labels,
-    the per-photo facts (top classes, date taken, camera; GPS only with ``show_gps``), the weights
-    note and the detail columns ``more_details``; returns its size in bytes."""
+def page_parts(photos, found, info, features, colour="auto", show_gps=False, more_details=None) -> dict:
+    """:func:`photomap.page.build`'s keyword arguments for the islands: every colour scheme and the
+    one to start with (``--colour``), the islands, the weights note, and the per-photo details (top
+    classes, date taken, camera; GPS only with ``show_gps``; and ``more_details`` columns)."""
     years, mtime_only = facts.years(photos.md5s, info)
     options = colours.schemes(photos, found.ids, found.names, years, mtime_only)
-    start = colours.starting(colour, options)
     note = facts.weights_note(features) if found.names else None
-    details = dict(more_details, **facts.page_details(photos.md5s, found, info, show_gps))
-    return page.write_map(output, photos, coords, None, details=details, schemes=options, start=start.mode,
-                          islands=found, note=note or "")
+    return {"details": dict(more_details or {}, **facts.page_details(photos.md5s, found, info, show_gps)),
+            "schemes": options, "start": colours.starting(colour, options).mode, "islands": found,
+            "note": note or ""}
 
 
 def read_inputs(meta, thumbs, features, stage: Run):

@@ -202,6 +202,28 @@ return arguments[1].map(([cx, cy]) => [...layer.ctx.getImageData(
 """
 
 
+def choose_colours(driver, label) -> None:
+    """Click the page's colour switch button ``label`` (``islands``, ``folder``, ``year``, ``none``)."""
+    buttons = [b for b in deep_query(driver, ".bk-btn") if b.text == label]
+    if not buttons:
+        raise RuntimeError("no colour switch button %r on the page" % label)
+    buttons[0].click()
+
+
+def labels_shown(driver):
+    """The islands' labels drawn on the map now (``[]`` when hidden or none)."""
+    return driver.execute_script(
+        "const v = Bokeh.index.query_one((v) => v.model != null && v.model.name == 'photomap-labels');"
+        "return v && v.model.visible ? [...v.model.source.data.text] : []")
+
+
+def weights_note(driver):
+    """The page's note on the labels' weights, or ``None`` when it shows none."""
+    return driver.execute_script(
+        "const v = Bokeh.index.query_one((v) => v.model != null && v.model.name == 'photomap-note');"
+        "return v && v.model.visible ? v.el.textContent || v.model.text : null")
+
+
 def point_colours(driver, plot_name, points):
     """The ``[r, g, b]`` drawn at the centre of each data point ``(x, y)`` of the named plot, read
     from the plot's own rendering (bokeh's export), so neither a screenshot nor the window matters."""

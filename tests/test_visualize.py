@@ -744,24 +744,22 @@ def test_colour_switch_recolours_the_points_and_the_legend_follows(driver, islan
     names = [site["names"][0], site["names"][1], "unclustered"]
     wait_until(lambda: legend_rows(driver)[:2] == names[:2], 10, "the islands' legend")
     # Both labels are drawn on the map, as text (the class name "<b>dog</b>" is not markup).
-    shown = wait_until(lambda: driver.execute_script(
-        "const v = Bokeh.index.query_one((v) => v.model.name == 'photomap-labels');"
-        "return v && v.model.source.data.text.length ? [...v.model.source.data.text] : null"), 10, "the labels")
+    shown = wait_until(lambda: browser.labels_shown(driver), 10, "the labels")
     assert sorted(shown) == sorted(site["names"]) and "<b>dog</b>" in shown
+    assert not browser.deep_query(driver, "b")  # drawn on the canvas as text, never markup
     pa, pb, pc = wait_until(lambda: (lambda px: px if px[0] == px[1] != px[2] else None)(
         pixel_colours(driver, [coords[a], coords[b], coords[c]])), 10, "a and b in one colour, c in another")
-    (year_button,) = [b for b in browser.deep_query(driver, ".bk-btn") if b.text == "year"]
-    year_button.click()
+    browser.choose_colours(driver, "year")
     wait_until(lambda: legend_rows(driver) == ["2010", "2015"], 10, "the legend to list the years")
+    assert browser.labels_shown(driver) == []  # the islands' names go with the islands' colours
     wait_until(lambda: (lambda px: px[0] == px[2] != px[1])(pixel_colours(driver, [coords[a], coords[b], coords[c]])),
                10, "a and c in one colour (2010), b in another (2015)")
-    (islands_button,) = [b for b in browser.deep_query(driver, ".bk-btn") if b.text == "islands"]
-    islands_button.click()
+    browser.choose_colours(driver, "islands")
     wait_until(lambda: legend_rows(driver)[:2] == names[:2], 10, "the islands' legend back")
+    assert sorted(browser.labels_shown(driver)) == sorted(shown)
     wait_until(lambda: pixel_colours(driver, [coords[a], coords[b], coords[c]]) == [pa, pb, pc], 10,
                "the islands' colours back")
-    assert [el.text for el in browser.deep_query(driver, ".bk-Div")  # the weights note, once
-            if el.text == "labels come from random weights"]
+    assert browser.weights_note(driver) == "labels come from random weights"
 
 
 def test_pinned_photo_shows_its_classes_date_and_camera_but_no_gps(driver, islands_site):

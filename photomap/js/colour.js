@@ -6,7 +6,8 @@
 //
 // A function body (see map.js); Python passes `map`, `chooser` (the switch: a RadioButtonGroup), `source` (the drawn
 // points: `colour`, the codes drawn, and `colour_<mode>` for the other schemes), `mapper` (code k ->
-// palette[k]), `legend` (the Div), `schemes` (mode -> {title, groups, colours, sizes}), `modes` (the
+// palette[k]), `legend` (the Div), `labels` (the islands' LabelSet, or null: shown while the colours
+// are the islands'), `schemes` (mode -> {title, groups, colours, sizes}), `modes` (the
 // switch's order) and `start` (the mode first drawn).
 
 if (cb_obj !== chooser && legend.text != "") return  // a later range change: nothing to redraw
@@ -26,6 +27,7 @@ mapper.palette = scheme.colours
 mapper.low = -0.5
 mapper.high = scheme.colours.length - 0.5
 source.change.emit()
+if (labels != null) labels.visible = mode == "cluster"
 legend.text = legend_html(scheme)
 return map.execute(cb_obj).then((photos) => { photos.groups = scheme.groups })  // the tooltip's group name
 
