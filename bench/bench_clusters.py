@@ -13,7 +13,9 @@ Numba's compiled code is loaded (or compiled once) on a 2,000-point map before t
 ``--cold`` also times that first compilation into an empty cache.
 Agreement between engines is the adjusted Rand index of their labels. Then, in this process:
 ``find_clusters`` (HDBSCAN + straggler trim + ordering), the softmax of a 1000-class classifier over 512-d
-vectors with per-cluster sums and per-photo top 3 (``labels.summarise``), the names and the label places.
+vectors with per-cluster sums and per-photo top 3 (``labels.summarise``), the names and the label places;
+then stage 3's whole islands step as it runs on a map made again (``islands.find_islands`` with the
+previous run's ids to keep), the page's per-photo facts (``facts.page_details``) and the colour schemes.
 """
 import argparse
 import json
@@ -22,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -143,9 +146,18 @@ def compare_engines(n, engines, rounds, timeout, cold):
             n, engine, wall, cpu, ref, ari))
 
 
+class _Photos(SimpleNamespace):
+    """What the colour schemes read of :class:`photomap.join.Photos`: the paths."""
+
+    def __len__(self):
+        return len(self.first_paths)
+
+
 def time_photomap(n, dim=512, classes=1000):
-    """find_clusters, then the labelling steps, at ``n`` points; one line each."""
-    from photomap import classifier, clusters, labels
+    """find_clusters, then the labelling steps, then what stage 3 adds on top (the same map run again
+    with its previous ids kept, the page's per-photo facts, the colour schemes), at ``n`` points;
+    one line each."""
+    from photomap import classifier, clusters, colours, facts, islands, labels
 
     coords = island_layout(n)
     rng = np.random.default_rng(0)
@@ -170,6 +182,20 @@ def time_photomap(n, dim=512, classes=1000):
               n, timed[0], len(names), 100 * np.mean(ids < 0), n, dim, classes, timed[1], timed[2]),
           flush=True)
     assert len(place.xy) == len(names)
+    md5s = ["%032x" % i for i in range(n)]
+    previous = dict(zip(md5s, (ids + 100 * (ids >= 0)).tolist()))  # the last run's ids, numbered otherwise
+    with tempfile.TemporaryDirectory() as feats:
+        classifier.save(feats, clf.weight, clf.bias, clf.categories)
+        found = clock(lambda: islands.find_islands(coords, vectors, feats, md5s, previous))
+    assert np.array_equal(found.ids, np.array([previous[m] for m in md5s]))  # every island kept its id
+    details = clock(lambda: facts.page_details(md5s, found, None))
+    photos = _Photos(first_paths=["/p/%d/x.jpg" % (i % 7) for i in range(n)],
+                     paths=[["/p/%d/x.jpg" % (i % 7)] for i in range(n)])
+    years = [2000 + i % 20 if i % 9 else None for i in range(n)]
+    clock(lambda: colours.schemes(photos, found.ids, found.names, years))
+    print("photomap n=%d stage 3: find_islands with the previous ids kept (clusters, ids matched by overlap, "
+          "summary, names) %s; the page's per-photo facts %s (%d columns); colour schemes %s" % (
+              n, timed[3], timed[4], len(details), timed[5]), flush=True)
 
 
 def main(argv=None):

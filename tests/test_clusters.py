@@ -360,12 +360,12 @@ def test_without_classifier_the_clusters_are_unnamed_and_one_line_says_why(tmp_p
 
 @pytest.mark.parametrize("published, said", [(True, None), (False, "not the published ones")])
 def test_weights_that_are_not_published_ones_are_said_in_one_line(tmp_path, published, said):
-    from photomap import details, features
+    from photomap import facts, features
 
     sidecar = dict(features.read_sidecar(named_inputs(tmp_path, 1, show_info=False).features),
                    weights="sha256:00ff", weights_published=published)
     features.write_sidecar(tmp_path / "features", sidecar)
-    note = details.weights_note(tmp_path / "features")
+    note = facts.weights_note(tmp_path / "features")
     assert note is None if said is None else said in note and "sha256:00ff" in note
 
 
@@ -376,7 +376,6 @@ def test_colour_schemes_cluster_folder_year_and_the_starting_one():
 
     photos = SimpleNamespace(first_paths=["/p/a/1.jpg", "/p/b/2.jpg", "/p/a/3.jpg", "/p/c/4.jpg"],
                              paths=[["/p/a/1.jpg"], ["/p/b/2.jpg"], ["/p/a/3.jpg"], ["/p/c/4.jpg"]])
-    photos.__len__ = lambda: 4
     cluster = colours.by_cluster([3, -1, 3, 0], [None, None, None, "dogs"])
     assert cluster.groups == ["cluster 0", "dogs", "unclustered"] or cluster.groups == ["dogs", "cluster 0",
                                                                                         "unclustered"]
