@@ -776,3 +776,53 @@ def test_pinned_photo_shows_its_classes_date_and_camera_but_no_gps(driver, islan
     assert facts[2] == "taken %d-07-01 10:00:00" % site["years"][i] and facts[3] == "Canon EOS 5D"
     assert float(facts[0].split()[-1][:-1]) > float(facts[1].split()[-1][:-1])  # best class first
     assert not browser.deep_query(driver, ".photomap-gps")  # private unless --show-gps
+
+
+def test_island_labels_make_room_for_each_other_and_more_appear_zoomed_in(driver, tmp_path):
+    """Twelve islands side by side with long names: larger islands' labels win at full view, none
+    overlapping; zoomed onto two islands, both their labels show."""
+    from photomap import classifier, colours, islands
+
+    k = 12
+    grid = np.array([(i % 6, i // 6) for i in range(36)], float) * 0.25
+    sizes = [36 - 2 * (i % 3) for i in range(k)]  # unequal, so priorities differ
+    coords = np.concatenate([grid[:s] + (3.0 * i, 0) for i, s in enumerate(sizes)])
+    owner = np.repeat(np.arange(k), sizes)
+    vectors = np.eye(k, dtype=np.float32)[owner]
+    names = tuple("%s retriever %d" % ("golden labrador"[:6 + i % 9], i) for i in range(k))
+    classifier.save(tmp_path, 6 * np.eye(k), np.zeros(k), names)
+    found = islands.find_islands(coords, vectors, tmp_path)
+    assert len(found.rows()) == k
+    md5s = [fake_md5(i) for i in range(len(coords))]
+    photos = Photos(md5s=md5s, paths=[["/p/%d.jpg" % i] for i in range(len(coords))], features=vectors,
+                    thumbs_dir=str(tmp_path))
+    options = colours.schemes(photos, found.ids, found.names, [None] * len(coords))
+    page.write_map(tmp_path / "map.html", photos, coords, None, schemes=options, start="cluster", islands=found)
+    with browser.serve(tmp_path) as server:
+        driver.get(server.url + "map.html")
+        browser.wait_for_plot(driver, page.PLOT_NAME)
+        full = wait_until(lambda: browser.labels_shown(driver), 10, "labels at full view")
+        assert 1 < len(full) < k
+        biggest = [found.names[r.cluster] for r in found.rows() if r.size == max(sizes)]
+        assert set(biggest) & set(full)
+        boxes = driver.execute_script(LABEL_BOXES_JS)
+        assert all(not (abs(a[0] - b[0]) < (a[2] + b[2]) / 2 and abs(a[1] - b[1]) < (a[3] + b[3]) / 2)
+                   for i, a in enumerate(boxes) for b in boxes[i + 1:]), boxes
+        hidden = [n for n in found.names if n not in full]
+        i = found.names.index(hidden[0])
+        x = coords[found.ids == i].mean(axis=0)
+        driver.execute_script(browser.PLOT_VIEW_JS + "pv.model.x_range.setv({start: arguments[1] - 2.5, end: "
+                              "arguments[1] + 2.5}); pv.model.y_range.setv({start: -2, end: 3});",
+                              page.PLOT_NAME, float(x[0]))
+        wait_until(lambda: hidden[0] in browser.labels_shown(driver), 10, "the hidden label once zoomed in")
+
+
+# Each shown label's box on the canvas: [centre x, centre y, width, height] in CSS pixels.
+LABEL_BOXES_JS = """
+const v = Bokeh.index.query_one((v) => v.model != null && v.model.name == 'photomap-labels');
+const pv = v.parent, d = v.model.source.data;
+const ctx = document.createElement('canvas').getContext('2d');
+ctx.font = 'bold 12px sans-serif';
+return d.text.map((t, i) => [pv.frame.x_scale.compute(d.x[i]), pv.frame.y_scale.compute(d.y[i]),
+                             ctx.measureText(t).width, 14]);
+"""
