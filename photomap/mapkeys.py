@@ -14,7 +14,8 @@ LEGEND_HEIGHT = 220
 def _codes(scheme):
     """A scheme's codes as the smallest unsigned typed array that holds them (a million photos:
     1 MB a scheme)."""
-    return np.asarray(scheme.codes, np.uint8 if len(scheme.groups) <= 256 else np.uint16)
+    k = len(scheme.groups)
+    return np.asarray(scheme.codes, np.uint8 if k <= 1 << 8 else np.uint16 if k <= 1 << 16 else np.uint32)
 
 
 def colour_columns(schemes, start) -> dict:
