@@ -2,7 +2,8 @@
 a panel beside the plot, written as one self-contained HTML file (bokeh's JS and ours inline).
 
 The page's own JavaScript lives in ``photomap/js/``: ``map.js`` (one object per plot: the nearest photo
-to a point, a photo's details) and one script per feature (``hover.js``, ``pin.js``). A new feature is
+to a point, a photo's details) and one script per feature (``hover.js``, ``pin.js``, and
+``density.js``, which draws the points in view or a density image, see :mod:`photomap.density`). A new feature is
 one more script, attached in :func:`build` to its bokeh event with ``callback("x.js", map=shared, ...)``."""
 import os
 import re
@@ -11,6 +12,7 @@ from urllib.parse import quote
 
 import numpy as np
 
+from . import density
 from . import details as shards_file
 from .folders import common_folder
 from .fsutil import atomic_write
@@ -72,7 +74,7 @@ def build(photos, coords, labels, prefix, colour_by="", details=None, shards_url
     :func:`thumb_prefix`)."""
     from bokeh.layouts import row
     from bokeh.models import (BoxZoomTool, ColumnDataSource, Div, HoverTool, LinearColorMapper, PanTool,
-                              ResetTool, SaveTool, TapTool, WheelZoomTool)
+                              ResetTool, SaveTool, WheelZoomTool)
     from bokeh.plotting import figure
 
     n = len(photos)
@@ -91,13 +93,14 @@ def build(photos, coords, labels, prefix, colour_by="", details=None, shards_url
     size = marker_size(n)
     palette = _palette(len(factors))
     mapper = LinearColorMapper(palette=palette, low=-0.5, high=len(palette) - 0.5)  # index k -> palette[k]
-    scatter = plot.scatter("x", "y", source=source, size=size, alpha=0.75, line_width=0,
-                           color={"field": "colour", "transform": mapper},
-                           nonselection_alpha=0.75, selection_alpha=0.75)
+    colour = {"field": "colour", "transform": mapper}
+    scatter = plot.scatter("x", "y", source=density.drawn_source(n, source), size=size, alpha=0.75, line_width=0,
+                           color=colour, nonselection_alpha=0.75, selection_alpha=0.75)
+    density.attach(plot, source, scatter, palette)
     ring = ColumnDataSource(data={"x": [], "y": []})
     plot.scatter("x", "y", source=ring, size=size + 10, fill_alpha=0, line_color="black", line_width=2)
     if len(factors) > 1:
-        plot.add_layout(_legend(scatter, labels, factors), "right")
+        plot.add_layout(_legend(plot, factors, colour), "right")
     panel = Div(text=PANEL_HINT, width=PANEL_WIDTH, height=height, name=PANEL_NAME,
                 styles={"padding-left": "10px", "user-select": "text", "overflow-y": "auto"})
     inline = [] if shards_url else shard_texts(photos, root, details, shard_size)
@@ -107,9 +110,10 @@ def build(photos, coords, labels, prefix, colour_by="", details=None, shards_url
     hover = HoverTool(tooltips=None, renderers=[scatter],
                       callback=callback("hover.js", map=shared, tip_id="photomap-tooltip-" + plot.id,
                                         tip_class=TOOLTIP_CLASS))
-    tap = TapTool(renderers=[scatter], behavior="inspect",
-                  callback=callback("pin.js", map=shared, panel=panel, ring=ring, panel_width=PANEL_WIDTH))
-    plot.add_tools(hover, tap)
+    plot.add_tools(hover)
+    # Every click in the plot, not only one on a drawn point: a large map may be showing its density
+    # image, and the pin finds the nearest photo itself.
+    plot.js_on_event("tap", callback("pin.js", map=shared, panel=panel, ring=ring, panel_width=PANEL_WIDTH))
     return row(plot, panel)
 
 
@@ -148,15 +152,16 @@ def _title(photos, colour_by: str) -> str:
         ", coloured by " + colour_by if colour_by else "")
 
 
-def _legend(scatter, labels, factors):
-    """A legend naming each group in ``factors`` order (``legend_field`` would list them in order of
-    first appearance in the data)."""
-    from bokeh.models import Legend, LegendItem
+def _legend(plot, factors, colour):
+    """A legend naming each group in ``factors`` order, drawn from a renderer of its own (one
+    undrawn point per group, in ``colour``): what the map draws changes with the view."""
+    from bokeh.models import ColumnDataSource, Legend, LegendItem
 
-    first = {}
-    for i, label in enumerate(labels):
-        first.setdefault(label, i)
-    return Legend(items=[LegendItem(label=str(f), renderers=[scatter], index=first[f]) for f in factors],
+    k = len(factors)
+    keys = ColumnDataSource(data={"x": np.full(k, np.nan, np.float32), "y": np.full(k, np.nan, np.float32),
+                                  "colour": np.arange(k, dtype=np.uint16)})
+    swatch = plot.scatter("x", "y", source=keys, size=9, alpha=0.75, line_width=0, color=colour)
+    return Legend(items=[LegendItem(label=str(f), renderers=[swatch], index=i) for i, f in enumerate(factors)],
                   label_text_font_size="9pt", spacing=0, padding=4)
 
 

@@ -1,17 +1,16 @@
-// TapTool callback: clicking a point pins its photo in the panel beside the plot (the full-size
+// Tap event callback: clicking a point pins its photo in the panel beside the plot (the full-size
 // thumbnail, every original path as selectable text, the copy count) and rings the point, until
 // another point is clicked. The panel is a bokeh Div, whose text is HTML: every value goes through
 // esc(), so a file name stays text.
 //
 // A function body (see map.js); Python passes `map`, `panel` (the Div), `ring` (the ring's
-// ColumnDataSource) and `panel_width` (pixels); bokeh adds `cb_obj` (the tool) and `cb_data`
-// ({geometries}: where the click was).
+// ColumnDataSource) and `panel_width` (pixels); bokeh adds `cb_obj`, the tap event (x, y: where the
+// click was, in data units).
 
 const CLICK_SLACK_PX = 16  // a click may land a little farther from a point than a hover needs to
 
 return map.execute(cb_obj).then(async (photos) => {
-  const g = cb_data.geometries
-  const i = photos.nearest(g.x, g.y, photos.radius + CLICK_SLACK_PX)
+  const i = photos.nearest(cb_obj.x, cb_obj.y, photos.radius + CLICK_SLACK_PX)
   if (i < 0) return
   const newest = photos.ticket("pin")
   const photo = await photos.photo(i).catch((err) => ({failed: err.message}))
