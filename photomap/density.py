@@ -8,7 +8,7 @@ import numpy as np
 # bench/bench_map.py (bench/README.md): a pan frame with this many points stays under 100 ms in
 # headless chromium on 2 cores with software GL; a real GPU draws more, but the image reads better
 # than a solid blob of a million dots anyway.
-POINT_BUDGET = 20000
+POINT_BUDGET = 5000
 IMAGE_CELL_PX = 2  # the density image's cell, in screen pixels: a lone photo is still a visible dot
 REDRAW_QUIET_MS = 120  # after a pan or zoom, redraw for the new view once it has been still this long
 

@@ -23,6 +23,7 @@ PANEL_NAME = "photomap-pin"
 TOOLTIP_CLASS = "photomap-tooltip"
 HOVER_RADIUS_PX = 8  # "within a few pixels": the nearest point farther than this shows nothing
 PANEL_WIDTH = 280
+OUTPUT_BACKEND = "canvas"  # bokeh's renderer for the plot (bench/bench_map.py --backend compares)
 
 PANEL_HINT = ('<div style="font:13px sans-serif;color:#555">Hover a point to see its photo; '
               'click it to pin the photo, with every original path, here.</div>')
@@ -86,7 +87,7 @@ def build(photos, coords, labels, prefix, colour_by="", details=None, shards_url
         "x": coords[:, 0].astype(np.float32), "y": coords[:, 1].astype(np.float32),
         "colour": np.fromiter((index[g] for g in labels), dtype=np.uint16, count=n)})
     plot = figure(title=_title(photos, colour_by if len(factors) > 1 else ""), width=width, height=height,
-                  output_backend="webgl", name=PLOT_NAME, active_scroll="auto", match_aspect=True,
+                  output_backend=OUTPUT_BACKEND, name=PLOT_NAME, active_scroll="auto", match_aspect=True,
                   tools=[PanTool(), WheelZoomTool(), BoxZoomTool(), ResetTool(), SaveTool()])
     plot.axis.visible = False
     plot.grid.visible = False

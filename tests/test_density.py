@@ -1,6 +1,8 @@
 """A large map in a real browser (photomap/density.py, js/density.js): zoomed out it draws a density
 image that shows where photos crowd, zoomed in it draws the photos in view, sized and shaded by how
 crowded the view is; hover and pin find the right photo either way. A small map draws every photo."""
+from contextlib import contextmanager
+
 import numpy as np
 import pytest
 
@@ -80,8 +82,9 @@ def drawn(driver, at=()):
 
 
 def zoom_to(driver, x0, x1, y0, y1):
-    """Set the view as a zoom tool would (both ranges at once)."""
+    """Set the view as bokeh's zoom tools do (marked as the user's, so no auto-ranging undoes it)."""
     driver.execute_script(browser.PLOT_VIEW_JS + """
+pv.model.x_range.have_updated_interactively = pv.model.y_range.have_updated_interactively = true;
 pv.model.x_range.setv({start: arguments[1], end: arguments[2]});
 pv.model.y_range.setv({start: arguments[3], end: arguments[4]});""", page.PLOT_NAME, x0, x1, y0, y1)
 
@@ -142,32 +145,39 @@ def test_zoomed_in_the_photos_in_view_are_drawn_and_hover_and_pin_work(driver, b
                10, "the pin to show photo %d" % i)
 
 
-def test_markers_are_smaller_and_lighter_where_photos_crowd(driver, big):
-    open_big(driver, big)
-    wait_until(lambda: drawn(driver)["image"], 10, "the density image")
-    xy = big["xy"]
-    zoom_to(driver, 10.0, 26.0, -26.0, -10.0)  # sparse field
-    sparse = wait_until(lambda: (s := drawn(driver))["points"] and s, 10, "the sparse photos drawn")
-    zoom_to(driver, -0.5, 0.5, -0.5, 0.5)  # the island's core: thousands of photos in view
-    margin = density_margin(-0.5, 0.5)
-    core = (np.abs(xy) <= 0.5 + margin).all(axis=1).sum()
-    crowded = wait_until(lambda: (s := drawn(driver))["points"] == core and s, 10, "the island's core drawn")
-    assert crowded["size"] < sparse["size"] and crowded["alpha"] < sparse["alpha"]
+def test_markers_are_smaller_and_lighter_where_photos_crowd(driver, tmp_path):
+    """A map of the budget's size, every photo drawn: seen whole, most photos crowd into one island a
+    few dozen pixels wide; zoomed into the sparse field around it, they stand apart."""
+    n = density.POINT_BUDGET
+    xy = np.vstack([coords()[:1 + N_FIELD // 8], coords()[-(n - 1 - N_FIELD // 8):]])
+    with small_map(driver, tmp_path, xy):
+        crowded = wait_until(lambda: (s := drawn(driver))["alpha"] < 0.75 and s, 10, "lighter markers")
+        zoom_to(driver, 10.0, 26.0, -26.0, -10.0)
+        sparse = wait_until(lambda: (s := drawn(driver))["alpha"] == 0.75 and s, 10, "the sparse view's style")
+    assert crowded["points"] == sparse["points"] == n
+    assert crowded["size"] < sparse["size"] == 9
 
 
-def test_a_small_map_draws_every_photo_and_no_image(driver, tmp_path):
-    n = 300
-    xy = coords()[:n]
+@contextmanager
+def small_map(driver, tmp_path, xy):
+    """A map of the photos at ``xy`` written into ``tmp_path``, served and open in ``driver``."""
+    n = len(xy)
     photos = Photos(md5s=[fake_md5(i) for i in range(n)], paths=[["/p/%d.jpg" % i] for i in range(n)],
                     features=np.zeros((n, 2), np.float32), thumbs_dir=str(tmp_path / "thumbs"))
     page.write_map(tmp_path / "map.html", photos, xy, ["a"] * n)
     with browser.serve(tmp_path) as server:
         driver.get(server.url + "map.html")
         browser.wait_for_plot(driver, page.PLOT_NAME)
+        yield
+
+
+def test_a_small_map_draws_every_photo_and_no_image(driver, tmp_path):
+    n = 300
+    with small_map(driver, tmp_path, coords()[:n]):
         zoom_to(driver, 10.0, 26.0, -26.0, -10.0)  # zooming never drops photos from a small map
         wait_until(lambda: drawn(driver)["size"] == 9, 10, "the markers' size for a sparse view")
         state = drawn(driver)
-        assert state["points"] == n and state["image"] is None
+    assert state["points"] == n and state["image"] is None
 
 
 def density_margin(lo, hi):
