@@ -432,7 +432,8 @@ def site(tmp_path_factory):
     photos = Photos(md5s=md5s, paths=paths, features=np.zeros((len(md5s), 2), np.float32),
                     thumbs_dir=str(thumbs))
     labels = ["trip"] * len(md5s)
-    view = page.build(photos, points, labels, page.thumb_prefix(root / "map.html", thumbs))
+    # Dots only: these tests count the thumbnails hovering asks for (tests/test_mosaic.py: the pictures).
+    view = page.build(photos, points, labels, page.thumb_prefix(root / "map.html", thumbs), mosaic=0)
     page.write_page(view, root / "map.html")
     with browser.serve(root) as server:
         yield {"server": server, "points": points, "md5s": md5s, "paths": paths}
@@ -646,7 +647,7 @@ def sharded_site(tmp_path_factory):
         Image.new("RGB", (224, 168), (30 * i, 90, 200 - 20 * i)).save(thumbs / (md5 + ".jpg"))
     photos = Photos(md5s=md5s, paths=paths, features=np.zeros((len(md5s), 2), np.float32),
                     thumbs_dir=str(thumbs))
-    page.write_map(root / "map.html", photos, points, ["trip"] * len(md5s), inline_max=0, shard_size=3)
+    page.write_map(root / "map.html", photos, points, ["trip"] * len(md5s), inline_max=0, shard_size=3, mosaic=0)
     with browser.serve(root) as server:
         yield {"server": server, "points": points, "md5s": md5s, "paths": paths, "root": root}
 
