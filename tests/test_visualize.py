@@ -624,7 +624,13 @@ def test_notebook_inline_plot_hovers_and_pins_like_the_page(driver, tmp_path, mo
         width, _, src = state[0]["imgs"][0]
         assert width > 0 and src == "thumbs/%s.jpg" % md5
         assert state[0]["lines"][0] == paths[md5][0]
-        assert thumb_requests(server) == ["/thumbs/%s.jpg" % md5]
+        # The same mosaic: all 8 photos are in view, each drawn as its thumbnail, each asked for once.
+        md5s = [r[0] for r in rows]
+        wait_until(lambda: sorted(driver.execute_script(
+            "return arguments[0].filter((i) => i.naturalWidth > 0).map((i) => i.getAttribute('src'))",
+            browser.deep_query(driver, ".photomap-mosaic img"))) == sorted("thumbs/%s.jpg" % m for m in md5s),
+            10, "the mosaic to show all 8 photos")
+        assert sorted(thumb_requests(server)) == sorted("/thumbs/%s.jpg" % m for m in md5s)
         cx, cy = browser.data_to_client(driver, page.PLOT_NAME, x, y)
         browser.mouse_click(driver, cx, cy)
         wait_until(lambda: pinned_paths(driver) == paths[md5], 10, "the pin to show the clicked photo")
