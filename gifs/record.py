@@ -4,9 +4,10 @@
     make gifs                      # the demo pipeline, then this script on its page
     ./gifs/record.py --page output/map_resnet18.html --dest gifs
 
-Serves the page's folder with ``python -m http.server`` on 127.0.0.1, takes a still PNG of the whole
-map, then for the largest clusters of the layout zooms in, hovers a sequence of photos so their
-thumbnail tooltips show, and writes each as an animated GIF (``cluster1.gif`` ...). Every frame is a
+Serves the page's folder with ``python -m http.server`` on 127.0.0.1, takes a still PNG (``map.png``)
+of the largest cluster zoomed in until its photos show as pictures (the mosaic), then for the largest
+clusters of the layout zooms in, hovers a sequence of photos so their thumbnail tooltips show, and
+writes each as an animated GIF (``cluster1.gif`` ...). Every frame is a
 browser screenshot; a small pointer is drawn by the page itself (headless screenshots show no cursor).
 ``regions.json`` beside the GIFs names each cluster's most common top-level folder, for captions.
 """
@@ -52,6 +53,15 @@ GET_RANGES_JS = browser.PLOT_VIEW_JS + """
 return [pv.model.x_range.start, pv.model.x_range.end, pv.model.y_range.start, pv.model.y_range.end];
 """
 
+FRAME_SIZE_JS = browser.PLOT_VIEW_JS + """
+return [pv.frame.bbox.width, pv.frame.bbox.height];
+"""
+
+# Every picture of the mosaic has loaded (or there is none).
+MOSAIC_READY_JS = """
+return arguments[0].every((img) => img.complete && img.naturalWidth > 0);
+"""
+
 TOOLTIP_IMG_READY_JS = """
 const tip = document.querySelector("." + arguments[0]);
 if (tip == null || tip.style.display == "none") return false;
@@ -94,6 +104,30 @@ def save_gif(frames, durations, path, width):
                       optimize=True)
 
 
+def mosaic_view(xy, centre, aspect, budget):
+    """Ranges ``[x0, x1, y0, y1]`` centred on ``centre`` with the plot's ``aspect`` (width / height), as
+    wide as they can be while holding at most ``budget`` photos, so the page draws them as pictures."""
+    def count(half):
+        return np.sum((np.abs(xy[:, 0] - centre[0]) <= half * aspect) & (np.abs(xy[:, 1] - centre[1]) <= half))
+
+    lo, hi = 0.0, float(np.ptp(xy, axis=0).max()) or 1.0
+    for _ in range(40):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if count(mid) <= budget else (lo, mid)
+    half = lo or hi / 100
+    return [centre[0] - half * aspect, centre[0] + half * aspect, centre[1] - half, centre[1] + half]
+
+
+def wait_mosaic(driver, timeout=10.0):
+    """Wait until every picture the mosaic shows has loaded; False if that took over ``timeout`` s."""
+    t0 = time.monotonic()
+    while not driver.execute_script(MOSAIC_READY_JS, browser.deep_query(driver, ".photomap-mosaic img")):
+        if time.monotonic() - t0 > timeout:
+            return False
+        time.sleep(0.03)
+    return True
+
+
 def wait_tooltip(driver, timeout=5.0):
     t0 = time.monotonic()
     while not driver.execute_script(TOOLTIP_IMG_READY_JS, page.TOOLTIP_CLASS):
@@ -120,6 +154,7 @@ def record_region(driver, xy, members, full, hovers, zoom_steps):
         driver.execute_script(SET_RANGES_JS, page.PLOT_NAME,
                               *[a + (b - a) * t for a, b in zip(full, target)])
         time.sleep(0.15)
+        wait_mosaic(driver)
         frames.append(grab(driver))
         durations.append(120)
     # Hover points spread across the region: order by angle around its centre for a smooth path.
@@ -166,8 +201,16 @@ def main(argv=None) -> int:
         driver.get(server.url + name)
         browser.wait_for_plot(driver, page.PLOT_NAME)
         time.sleep(0.5)
-        grab(driver).save(os.path.join(args.dest, "map.png"))
         full = driver.execute_script(GET_RANGES_JS, page.PLOT_NAME)
+        # The first picture: the largest cluster, zoomed in until its photos are drawn as pictures.
+        width, height = driver.execute_script(FRAME_SIZE_JS, page.PLOT_NAME)
+        centre = np.median(xy[regions[0][0]], axis=0)
+        driver.execute_script(SET_RANGES_JS, page.PLOT_NAME,
+                              *mosaic_view(xy, centre, width / height, page.MOSAIC_BUDGET * 2 // 3))
+        time.sleep(0.3)
+        wait_mosaic(driver)
+        grab(driver).save(os.path.join(args.dest, "map.png"))
+        driver.execute_script(SET_RANGES_JS, page.PLOT_NAME, *full)
         for n, (members, caption) in enumerate(regions, 1):
             frames, durations = record_region(driver, xy, members, full, args.hovers, args.zoom_steps)
             gif = "cluster%d.gif" % n
