@@ -53,10 +53,6 @@ GET_RANGES_JS = browser.PLOT_VIEW_JS + """
 return [pv.model.x_range.start, pv.model.x_range.end, pv.model.y_range.start, pv.model.y_range.end];
 """
 
-FRAME_SIZE_JS = browser.PLOT_VIEW_JS + """
-return [pv.frame.bbox.width, pv.frame.bbox.height];
-"""
-
 # Every picture of the mosaic has loaded (or there is none).
 MOSAIC_READY_JS = """
 return arguments[0].every((img) => img.complete && img.naturalWidth > 0);
@@ -104,18 +100,12 @@ def save_gif(frames, durations, path, width):
                       optimize=True)
 
 
-def mosaic_view(xy, centre, aspect, budget):
-    """Ranges ``[x0, x1, y0, y1]`` centred on ``centre`` with the plot's ``aspect`` (width / height), as
-    wide as they can be while holding at most ``budget`` photos, so the page draws them as pictures."""
-    def count(half):
-        return np.sum((np.abs(xy[:, 0] - centre[0]) <= half * aspect) & (np.abs(xy[:, 1] - centre[1]) <= half))
-
-    lo, hi = 0.0, float(np.ptp(xy, axis=0).max()) or 1.0
-    for _ in range(40):
-        mid = (lo + hi) / 2
-        lo, hi = (mid, hi) if count(mid) <= budget else (lo, mid)
-    half = lo or hi / 100
-    return [centre[0] - half * aspect, centre[0] + half * aspect, centre[1] - half, centre[1] + half]
+def zoom_target(pts, full):
+    """Ranges ``[x0, x1, y0, y1]`` around points ``pts`` (a quarter of their extent added on each side),
+    from the ``full`` ranges of the whole map (zoomed far enough in, the page draws them as pictures)."""
+    lo, hi = pts.min(0), pts.max(0)
+    pad = np.maximum((hi - lo) * 0.25, 1e-3 * (full[1] - full[0] + full[3] - full[2]))
+    return [lo[0] - pad[0], hi[0] + pad[0], lo[1] - pad[1], hi[1] + pad[1]]
 
 
 def wait_mosaic(driver, timeout=10.0):
@@ -146,9 +136,7 @@ def record_region(driver, xy, members, full, hovers, zoom_steps):
     """Frames and durations: zoom from ``full`` ranges onto ``members``, then hover up to ``hovers`` of them."""
     frames, durations = [grab(driver)], [800]
     pts = xy[members]
-    lo, hi = pts.min(0), pts.max(0)
-    pad = np.maximum((hi - lo) * 0.25, 1e-3 * (full[1] - full[0] + full[3] - full[2]))
-    target = [lo[0] - pad[0], hi[0] + pad[0], lo[1] - pad[1], hi[1] + pad[1]]
+    target = zoom_target(pts, full)
     for step in range(1, zoom_steps + 1):
         t = step / zoom_steps
         driver.execute_script(SET_RANGES_JS, page.PLOT_NAME,
@@ -203,10 +191,7 @@ def main(argv=None) -> int:
         time.sleep(0.5)
         full = driver.execute_script(GET_RANGES_JS, page.PLOT_NAME)
         # The first picture: the largest cluster, zoomed in until its photos are drawn as pictures.
-        width, height = driver.execute_script(FRAME_SIZE_JS, page.PLOT_NAME)
-        centre = np.median(xy[regions[0][0]], axis=0)
-        driver.execute_script(SET_RANGES_JS, page.PLOT_NAME,
-                              *mosaic_view(xy, centre, width / height, page.MOSAIC_BUDGET * 2 // 3))
+        driver.execute_script(SET_RANGES_JS, page.PLOT_NAME, *zoom_target(xy[regions[0][0]], full))
         time.sleep(0.3)
         wait_mosaic(driver)
         grab(driver).save(os.path.join(args.dest, "map.png"))
