@@ -73,3 +73,17 @@ def _jpeg(colour, size):
     buf = io.BytesIO()
     Image.new("RGB", size, colour).save(buf, "JPEG", quality=80)
     return buf.getvalue()
+
+
+def cnn_features(n, dim=512, latent=32, clusters=200, seed=0):
+    """``(n, dim)`` float32 vectors shaped like a CNN's pooled output: ReLU(W z + noise), with z drawn
+    from ``clusters`` Gaussian blobs in ``latent`` dimensions (real features vary along far fewer
+    directions than they have). ``latent=0`` gives plain Gaussian noise instead: no structure at all,
+    the hardest case for approximate neighbour search."""
+    rng = np.random.default_rng(seed)
+    if latent == 0:
+        return rng.normal(size=(n, dim)).astype(np.float32)
+    centres = rng.normal(size=(clusters, latent)).astype(np.float32) * 2
+    z = centres[rng.integers(0, clusters, n)] + rng.normal(size=(n, latent)).astype(np.float32)
+    w = rng.normal(size=(latent, dim)).astype(np.float32) / np.sqrt(latent)
+    return np.maximum(z @ w + 0.3 * rng.normal(size=(n, dim)).astype(np.float32), 0)

@@ -358,14 +358,16 @@ def test_a_killed_run_leaves_no_temporary_files_only_its_own_are_cleared(tmp_pat
     meta_path, thumbs, feats, _ = write_map_inputs(tmp_path / "in", 3)
     out = tmp_path / "out"
     out.mkdir()
-    left = [".tmp-map.html.k1w2", ".tmp-map.coords.csv.x9", ".tmp-map.coords.key.q"]
+    left = [".tmp-map.html.k1w2", ".tmp-map.coords.csv.x9", ".tmp-map.coords.key.q", ".tmp-map.neighbours.npz.z3"]
     others = [".tmp-notes.txt.a1", ".tmp-map.html"]  # not a temporary name of this page's files
     for name in left + others:
         (out / name).write_text("partial")
     rc, err = stage3(*main_args(meta_path, thumbs, feats, out / "map.html"))
     assert rc == 0
-    assert "removed 3 temporary files left by an interrupted run" in err
-    assert sorted(os.listdir(out)) == sorted(others + ["map.coords.csv", "map.coords.key", "map.html"])
+    assert "removed 4 temporary files left by an interrupted run" in err
+    assert sorted(os.listdir(out)) == sorted(others + ["map.coords.csv", "map.coords.key", "map.html",
+                                                       "map.neighbours.npz", "map.neighbours.csv",
+                                                       "map.duplicates.csv"])
 
 
 # --- the notebook ----------------------------------------------------------------------------------
