@@ -14,8 +14,7 @@ REDRAW_QUIET_MS = 120  # after a pan or zoom, redraw for the new view once it ha
 
 
 def bounds(coords):
-    """``(x0, x1, y0, y1)``: the box around ``coords`` (n, 2) that the plot first shows (the
-    plot's ranges follow this box only, never the density image drawn for a zoomed view)."""
+    """``(x0, x1, y0, y1)``: the box around ``coords`` (n, 2), where the density image starts."""
     coords = np.asarray(coords, dtype=np.float64).reshape(-1, 2)
     if len(coords) == 0:
         return 0.0, 1.0, 0.0, 1.0
@@ -23,31 +22,27 @@ def bounds(coords):
     return float(x0), float(x1), float(y0), float(y1)
 
 
-def attach(plot, source, scatter, palette, budget=POINT_BUDGET):
+def attach(plot, source, scatter, palette, shared, budget=POINT_BUDGET):
     """Make ``plot`` draw the photos of ``source`` (the full x, y, colour arrays) through
     ``scatter`` (a renderer whose data is ``source`` itself on a map of up to ``budget`` photos, else
     an empty source that ``js/density.js`` fills with the points in view) and, on a larger map, a
     density image while more than ``budget`` photos are in view. ``palette``: the colours of the
-    colour indices. Returns the density script's ``CustomJS`` (also run on every change of view)."""
+    colour indices; ``shared``: the page's ``map.js`` (whose source is ``source``). The plot's ranges
+    must follow renderers of their own (``page._frame``), never the image redrawn around the view.
+    Returns the density script's ``CustomJS`` (run on every change of view)."""
     from bokeh.models import ColumnDataSource
 
     from .page import callback
 
-    x = np.asarray(source.data["x"])
-    y = np.asarray(source.data["y"])
-    x0, x1, y0, y1 = bounds(np.column_stack([x, y]))
-    # An invisible renderer on the data's corners alone sets the initial view (and its aspect), so a
-    # density image redrawn around the current view never moves the ranges it was drawn for.
-    box = plot.scatter([x0, x1], [y0, y1], visible=False)
-    plot.x_range.renderers = plot.y_range.renderers = [box]
     image = None
-    if len(x) > budget:
+    if len(source.data["x"]) > budget:
+        x0, x1, y0, y1 = bounds(np.column_stack([source.data["x"], source.data["y"]]))
         image_source = ColumnDataSource(data={"image": [np.zeros((1, 1), np.uint32)], "x": [x0], "y": [y0],
                                               "dw": [x1 - x0 or 1.0], "dh": [y1 - y0 or 1.0]})
         image = plot.image_rgba(image="image", x="x", y="y", dw="dw", dh="dh", source=image_source,
                                 level="image")
-    script = callback("density.js", source=source, plot=plot, scatter=scatter, image=image,
-                      palette=list(palette), budget=budget, cell_px=IMAGE_CELL_PX, quiet_ms=REDRAW_QUIET_MS)
+    script = callback("density.js", map=shared, plot=plot, scatter=scatter, image=image, palette=list(palette),
+                      budget=budget, cell_px=IMAGE_CELL_PX, quiet_ms=REDRAW_QUIET_MS)
     for r in (plot.x_range, plot.y_range):
         r.js_on_change("start", script)
         r.js_on_change("end", script)

@@ -14,7 +14,7 @@ from photomap_tools.synthetic import fake_md5
 
 N_DENSE = 26000  # one crowded island around (0, 0)
 N_FIELD = 4000  # a sparse field over [-30, 30]^2 around it
-ALONE = (45.0, 45.0)  # photo 0, far from every other
+ALONE = (33.0, 33.0)  # photo 0, apart from every other (yet inside the first view: page.frame_box)
 
 
 def coords():

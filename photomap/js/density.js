@@ -9,15 +9,16 @@
 // many photos share a few pixels, so that overlapping points add up and dense places look dense.
 // The hover and the pin never use what is drawn: they search the full arrays (map.js's nearest()).
 //
-// A function body (see map.js); Python passes `source` (the full x, y, colour arrays), `plot`,
-// `scatter`, `image`, `palette` (the colours of the colour indices, "#rrggbb"), `budget`, `cell_px`
-// and `quiet_ms` (photomap/density.py); bokeh adds `cb_obj`.
+// A function body (see map.js); Python passes `map` (map.js: the full x, y, colour arrays are its
+// source), `plot`, `scatter`, `image`, `palette` (the colours of the colour indices, "#rrggbb"),
+// `budget`, `cell_px` and `quiet_ms` (photomap/density.py); bokeh adds `cb_obj`.
 
 const STYLE_CELL_PX = 8  // how crowded the view is: photos per 8x8-pixel cell around a typical photo
 const MARGIN = 0.25  // drawn beyond each side of the view, as a fraction of its width or height
 
 class Density {
-  constructor() {
+  constructor(photos) {
+    this.photos = photos
     this.timer = null
     this.drawn = false
     this.rgb = palette.map((c) => [1, 3, 5].map((k) => parseInt(c.slice(k, k + 2), 16)))
@@ -34,13 +35,13 @@ class Density {
     const view = this.view()
     if (view == null) return
     this.drawn = true
-    const {x, y, colour} = source.data
+    const {x, y, colour} = this.photos.source.data
     if (image == null) {  // a small map: every photo is drawn all the time, only the style changes
       this.style(x, y, null, view)
       return
     }
     const box = widen(view, MARGIN)
-    const inside = points_in(x, y, box, budget)
+    const inside = this.photos.in_view(budget, MARGIN)
     if (inside != null) {
       scatter.data_source.data = {x: pick(x, inside, Float32Array), y: pick(y, inside, Float32Array),
                                   colour: pick(colour, inside, Uint16Array)}
@@ -142,18 +143,6 @@ class Density {
   }
 }
 
-// Indices of the photos inside `box`, or null as soon as there are more than `limit`.
-function points_in(x, y, box, limit) {
-  const found = []
-  for (let i = 0; i < x.length; i++) {
-    if (x[i] >= box.x0 && x[i] <= box.x1 && y[i] >= box.y0 && y[i] <= box.y1) {
-      if (found.length == limit) return null
-      found.push(i)
-    }
-  }
-  return Uint32Array.from(found)
-}
-
 function widen(v, f) {
   const dx = f * (v.x1 - v.x0)
   const dy = f * (v.y1 - v.y0)
@@ -176,6 +165,8 @@ function image_array(pixels, rows, cols) {
 }
 
 // One per plot (a notebook may show several plots).
-const all = globalThis.photomap_density ??= new WeakMap()
-if (!all.has(plot)) all.set(plot, new Density())
-all.get(plot).schedule()
+return map.execute(cb_obj).then((photos) => {
+  const all = globalThis.photomap_density ??= new WeakMap()
+  if (!all.has(plot)) all.set(plot, new Density(photos))
+  all.get(plot).schedule()
+})
