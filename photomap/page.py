@@ -2,7 +2,8 @@
 a panel beside the plot, written as one self-contained HTML file (bokeh's JS and ours inline).
 
 The page's own JavaScript lives in ``photomap/js/``: ``map.js`` (one object per plot: the nearest photo
-to a point, a photo's details) and one script per feature (``hover.js``, ``pin.js``). A new feature is
+to a point, a photo's details) and one script per feature (``hover.js``, ``pin.js``; ``panel.js`` shares
+the panel between them; selection, more like this and near-duplicates in :mod:`photomap.actions`). A new feature is
 one more script, attached in :func:`build` to its bokeh event with ``callback("x.js", map=shared, ...)``."""
 import os
 import re
@@ -11,6 +12,7 @@ from urllib.parse import quote
 
 import numpy as np
 
+from . import actions
 from . import details as shards_file
 from .folders import common_folder
 from .fsutil import atomic_write
@@ -70,7 +72,7 @@ def build(photos, coords, labels, prefix, colour_by="", details=None, shards_url
     :func:`photomap.details.columns`) is in detail shards: inline, or fetched from ``shards_url``
     (from :func:`photomap.details.write`, cut at ``shard_size``) when given. Thumbnails are ``prefix + <md5>.jpg`` (see
     :func:`thumb_prefix`)."""
-    from bokeh.layouts import row
+    from bokeh.layouts import column, row
     from bokeh.models import (BoxZoomTool, ColumnDataSource, Div, HoverTool, LinearColorMapper, PanTool,
                               ResetTool, SaveTool, TapTool, WheelZoomTool)
     from bokeh.plotting import figure
@@ -94,7 +96,7 @@ def build(photos, coords, labels, prefix, colour_by="", details=None, shards_url
     scatter = plot.scatter("x", "y", source=source, size=size, alpha=0.75, line_width=0,
                            color={"field": "colour", "transform": mapper},
                            nonselection_alpha=0.75, selection_alpha=0.75)
-    ring = ColumnDataSource(data={"x": [], "y": []})
+    ring = ColumnDataSource(data={"x": [], "y": [], "index": []})  # the pinned photo (similar.js follows it)
     plot.scatter("x", "y", source=ring, size=size + 10, fill_alpha=0, line_color="black", line_width=2)
     if len(factors) > 1:
         plot.add_layout(_legend(scatter, labels, factors), "right")
@@ -107,10 +109,13 @@ def build(photos, coords, labels, prefix, colour_by="", details=None, shards_url
     hover = HoverTool(tooltips=None, renderers=[scatter],
                       callback=callback("hover.js", map=shared, tip_id="photomap-tooltip-" + plot.id,
                                         tip_class=TOOLTIP_CLASS))
-    tap = TapTool(renderers=[scatter], behavior="inspect",
-                  callback=callback("pin.js", map=shared, panel=panel, ring=ring, panel_width=PANEL_WIDTH))
+    sections = actions.sections(panel)
+    pin = callback("pin.js", map=shared, sections=sections, ring=ring, panel_width=PANEL_WIDTH)
+    tap = TapTool(renderers=[scatter], behavior="inspect", callback=pin)
     plot.add_tools(hover, tap)
-    return row(plot, panel)
+    above = actions.attach(plot, source, scatter, shared, sections, ring, pin, size, details, PANEL_WIDTH)
+    panel.height = height - actions.TOGGLE_HEIGHT * len(above)
+    return row(plot, column(*above, panel))
 
 
 def photo_root(photos) -> str:
