@@ -3,22 +3,26 @@
 
     .venv/bin/python bench/bench_map.py                  # 10k and 100k points
     .venv/bin/python bench/bench_map.py --sizes 10000
+    .venv/bin/python bench/bench_map.py --select --sizes 100000   # selection and neighbour details only
 
 Stage 3 at scale: synthetic 512-d features and tiny thumbnails (scratch data in bench/out/, reused),
 then UMAP time, page build time and size, and in headless chromium the time to first render, the
 hover-to-tooltip and hover-to-image latencies and how many tooltip images a hover leaves (must be 1).
 The reference is bokeh's own hit test at the same spot: the number of points under the cursor, i.e.
 how many tooltips (and thumbnail requests) bokeh's default hover would have stacked there.
+
+``--select`` measures the page's selection and "more like this" instead (:func:`select_run`).
 """
 import argparse
 import os
+import re
 import statistics
 import sys
 import time
 
 import numpy as np
 
-from photomap import colours, page, projection
+from photomap import actions, colours, page, projection, similar
 from photomap.join import join
 from photomap_tools import browser, synthetic
 
@@ -131,13 +135,91 @@ def run(n):
     return fig
 
 
+# In the page: when the mouse button comes up, and when the panel first says how many photos (and then
+# how many files) are selected.
+SELECT_PROBE_JS = """
+const panel = Bokeh.documents[0].get_model_by_name(arguments[0]);
+window._probe = {up: null, count: null, files: null};
+document.addEventListener("pointerup", () => { window._probe = {up: performance.now(), count: null, files: null} }, true);
+panel.properties.text.change.connect(() => {
+  const p = window._probe, t = performance.now();
+  if (p.up == null) return;
+  if (p.count == null && / selected/.test(panel.text)) p.count = t - p.up;
+  if (p.files == null && /selected \\([0-9,]+ files?\\)/.test(panel.text)) p.files = t - p.up;
+});
+"""
+
+
+def folder_bytes(folder):
+    return sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(folder) for f in fs)
+
+
+def select_run(n, reps=3):
+    """Selection and neighbour details at ``n`` photos: the neighbours and groups (similar.build), the
+    page and its detail shards with and without those columns, and in chromium the time from releasing
+    a box over half the map to the count shown and to the file count shown (medians of ``reps``)."""
+    root, meta_path, thumbs, feats = make_dataset(n)
+    photos = join(meta_path, thumbs, feats)
+    # The features' first two principal components stand in for UMAP: the layout does not change these timings.
+    centred = photos.features - photos.features.mean(axis=0)
+    coords = centred @ np.linalg.svd(centred[:: max(1, n // 5000)], full_matrices=False)[2][:2].T
+    labels, colour_by = colours.groups(photos, "folder")
+    t = time.perf_counter()
+    sim = similar.build(photos.md5s, photos.features, photos.paths, os.path.join(root, "select.html"))
+    fig = dict(n=n, similar_s=time.perf_counter() - t, groups=len(sim.groups))
+    for name, details in (("plain", None), ("select", similar.detail_columns(sim, photos.paths))):
+        html = os.path.join(root, name + ".html")
+        fig[name + "_page_mb"] = page.write_map(html, photos, coords, labels, colour_by, details) / 1e6
+        fig[name + "_shards_mb"] = folder_bytes(os.path.splitext(html)[0] + ".photos") / 1e6
+    reason = browser.skip_reason()
+    if reason:
+        fig["browser"] = "skipped: " + reason
+        return fig
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.keys import Keys
+
+    half = float(np.median(coords[:, 0]))
+    with browser.serve(root) as server, browser.chrome() as d:
+        d.set_page_load_timeout(300)
+        d.get(server.url + "select.html")
+        browser.wait_for_plot(d, page.PLOT_NAME, timeout=300)
+        x0, x1, y0, y1 = d.execute_script("const p = Bokeh.documents[0].get_model_by_name(arguments[0]);"
+                                          "return [p.x_range.start, p.x_range.end, p.y_range.start, p.y_range.end]",
+                                          page.PLOT_NAME)
+        box = (x0 + 0.01 * (x1 - x0), y0 + 0.01 * (y1 - y0), half, y1 - 0.01 * (y1 - y0))
+        xs, ys = coords[:, 0].astype(np.float32), coords[:, 1].astype(np.float32)  # as the page holds them
+        want = int(((xs >= box[0]) & (xs <= box[2]) & (ys >= box[1]) & (ys <= box[3])).sum())
+        d.execute_script("Bokeh.documents[0].get_model_by_name(arguments[0]).active = true", actions.SELECT_TOOLS[0])
+        d.execute_script(SELECT_PROBE_JS, page.PANEL_NAME)
+        to_count, to_files = [], []
+        for _ in range(reps):
+            (ax, ay), (bx, by) = (browser.data_to_client(d, page.PLOT_NAME, x, y) for x, y in (box[:2], box[2:]))
+            browser.mouse_drag(d, [(ax + (bx - ax) * k / 7, ay + (by - ay) * k / 7) for k in range(8)])
+            t = time.perf_counter()
+            while time.perf_counter() - t < 60 and not d.execute_script("return window._probe.files"):
+                time.sleep(0.05)
+            probe = d.execute_script("return window._probe")
+            to_count.append(probe["count"])
+            to_files.append(probe["files"])
+            said = d.execute_script("return Bokeh.documents[0].get_model_by_name(arguments[0]).text", page.PANEL_NAME)
+            fig["said"] = re.search(r"[0-9,]+ photos selected \([0-9,]+ files\)", said).group(0)
+            ActionChains(d).send_keys(Keys.ESCAPE).perform()
+        fig.update(in_box_numpy=want, count_shown_ms=statistics.median(to_count), count_shown_max_ms=max(to_count),
+                   files_shown_ms=statistics.median(to_files), shard_requests=len(
+                       [p for p, _ in server.requests() if p.endswith(".json")]))
+    return fig
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sizes", default="10000,100000", help="comma-separated point counts")
+    p.add_argument("--select", action="store_true",
+                   help="measure selection (50%% of the map) and the neighbour details' size instead")
     args = p.parse_args(argv)
-    print("bench_map: umap-learn numba compile (300-point warm-up) %.1fs" % warm_up_numba(), flush=True)
+    if not args.select:
+        print("bench_map: umap-learn numba compile (300-point warm-up) %.1fs" % warm_up_numba(), flush=True)
     for n in (int(s) for s in args.sizes.split(",")):
-        fig = run(n)
+        fig = select_run(n) if args.select else run(n)
         print("bench_map: " + ", ".join("%s=%s" % (k, "%.3g" % v if isinstance(v, float) else v)
                                         for k, v in fig.items()), flush=True)
         if fig.get("tooltip_images", [1]) != [1]:
