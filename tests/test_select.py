@@ -65,7 +65,7 @@ def site(tmp_path_factory):
     html = root / "map.html"
     sim = similar.build(md5s, features, paths, html)
     page.write_map(html, photos, coords, ["trip"] * N, details=similar.detail_columns(sim, paths),
-                   inline_max=0, shard_size=SHARD)
+                   inline_max=0, shard_size=SHARD, mosaic=0)  # dots only: every thumbnail request is ours
     with browser.serve(root) as server:
         yield {"server": server, "coords": coords.astype(np.float32), "md5s": md5s, "paths": paths,
                "features": features, "sim": sim, "root": root}

@@ -27,6 +27,8 @@ class PhotoMap {
     this.shards = shards.map((text) => Promise.resolve(JSON.parse(text)))  // by number; fetched ones join
     this.pointer = {x: 0, y: 0, shift: false}  // in window pixels (hover events give canvas pixels)
     this.tickets = {}
+    this.hovered = -1  // the photo whose tooltip shows (hover.js), or -1
+    this.events = new EventTarget()  // "hover": the hovered photo changed (the mosaic raises it)
     const track = (ev) => { this.pointer.x = ev.clientX; this.pointer.y = ev.clientY }
     document.addEventListener("pointermove", track, true)
     document.addEventListener("mousemove", track, true)
@@ -60,6 +62,33 @@ class PhotoMap {
       }
     }
     return best
+  }
+
+  // Indices of the photos inside the plot's current view (in data order), or null when more than
+  // `limit` are: one pass over the points that stops as soon as the count passes the limit.
+  in_view(limit) {
+    const {x: xs, y: ys} = this.source.data
+    const {x_range, y_range} = this.plot
+    const [x0, x1] = [Math.min(x_range.start, x_range.end), Math.max(x_range.start, x_range.end)]
+    const [y0, y1] = [Math.min(y_range.start, y_range.end), Math.max(y_range.start, y_range.end)]
+    if (![x0, x1, y0, y1].every(isFinite)) return null
+    const found = []
+    for (let i = 0; i < xs.length; i++) {
+      const x = xs[i]
+      if (x < x0 || x > x1) continue
+      const y = ys[i]
+      if (y < y0 || y > y1) continue
+      if (found.length == limit) return null
+      found.push(i)
+    }
+    return found
+  }
+
+  // Say that photo i (-1: none) is now the hovered one.
+  hover(i) {
+    if (i == this.hovered) return
+    this.hovered = i
+    this.events.dispatchEvent(new CustomEvent("hover", {detail: i}))
   }
 
   // A ticket for the newest request of one kind ("pin", ...): it says false once a newer one was
