@@ -4,6 +4,8 @@
     .venv/bin/python bench/bench_map.py                  # 10k and 100k photos through stage 3, the page of 1M
     .venv/bin/python bench/bench_map.py --sizes 10000 --pages ""
     .venv/bin/python bench/bench_map.py --sizes "" --pages 200000,1000000
+    .venv/bin/python bench/bench_map.py --select --sizes 100000   # selection and neighbour details only
+    .venv/bin/python bench/bench_map.py --mosaic --sizes 100000   # the mosaic's pan/zoom frames only
 
 ``--sizes``: stage 3 at scale on synthetic 512-d features and tiny thumbnails (scratch data in
 bench/out/, reused): UMAP time, then the page. ``--pages``: the page alone, at sizes UMAP would take
@@ -17,6 +19,7 @@ and of a zoom frame zoomed out and zoomed in to the point budget, the redraw onc
 and the tab's memory. The reference for hover is bokeh's own hit test at the same spot: the number
 of points under the cursor, i.e. how many tooltips bokeh's default hover would have stacked there.
 
+``--select`` measures the page's selection and "more like this" instead (:func:`select_run`).
 ``--mosaic``: on synthetic islands (no UMAP), the time of a pan frame (ranges set, then two animation
 frames: bokeh's paint and the mosaic's update) zoomed in with the mosaic drawing ~its budget of
 pictures, against the same page built dots-only, alternated; and the thumbnails fetched per zoom step
@@ -25,13 +28,14 @@ from the whole map into one island (``--mosaic --sizes 100000``).
 import argparse
 import io
 import os
+import re
 import statistics
 import sys
 import time
 
 import numpy as np
 
-from photomap import colours, density, page, projection
+from photomap import actions, colours, density, page, projection, similar
 from photomap.join import Photos, join
 from photomap_tools import browser, synthetic
 
@@ -312,6 +316,81 @@ def run(n):
     return fig
 
 
+# In the page: when the mouse button comes up, and when the panel first says how many photos (and then
+# how many files) are selected.
+SELECT_PROBE_JS = """
+const panel = Bokeh.documents[0].get_model_by_name(arguments[0]);
+window._probe = {up: null, count: null, files: null};
+document.addEventListener("pointerup", () => { window._probe = {up: performance.now(), count: null, files: null} }, true);
+panel.properties.text.change.connect(() => {
+  const p = window._probe, t = performance.now();
+  if (p.up == null) return;
+  if (p.count == null && / selected/.test(panel.text)) p.count = t - p.up;
+  if (p.files == null && /selected \\([0-9,]+ files?\\)/.test(panel.text)) p.files = t - p.up;
+});
+"""
+
+
+def folder_bytes(folder):
+    return sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(folder) for f in fs)
+
+
+def select_run(n, reps=3):
+    """Selection and neighbour details at ``n`` photos: the neighbours and groups (similar.build), the
+    page and its detail shards with and without those columns, and in chromium the time from releasing
+    a box over half the map to the count shown and to the file count shown (medians of ``reps``)."""
+    root, meta_path, thumbs, feats = make_dataset(n)
+    photos = join(meta_path, thumbs, feats)
+    # The features' first two principal components stand in for UMAP: the layout does not change these timings.
+    centred = photos.features - photos.features.mean(axis=0)
+    coords = centred @ np.linalg.svd(centred[:: max(1, n // 5000)], full_matrices=False)[2][:2].T
+    labels, colour_by = colours.groups(photos, "folder")
+    t = time.perf_counter()
+    sim = similar.build(photos.md5s, photos.features, photos.paths, os.path.join(root, "select.html"))
+    fig = dict(n=n, similar_s=time.perf_counter() - t, groups=len(sim.groups))
+    for name, details in (("plain", None), ("select", similar.detail_columns(sim, photos.paths))):
+        html = os.path.join(root, name + ".html")
+        fig[name + "_page_mb"] = page.write_map(html, photos, coords, labels, colour_by, details) / 1e6
+        fig[name + "_shards_mb"] = folder_bytes(os.path.splitext(html)[0] + ".photos") / 1e6
+    reason = browser.skip_reason()
+    if reason:
+        fig["browser"] = "skipped: " + reason
+        return fig
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.keys import Keys
+
+    half = float(np.median(coords[:, 0]))
+    with browser.serve(root) as server, browser.chrome() as d:
+        d.set_page_load_timeout(300)
+        d.get(server.url + "select.html")
+        browser.wait_for_plot(d, page.PLOT_NAME, timeout=300)
+        x0, x1, y0, y1 = d.execute_script("const p = Bokeh.documents[0].get_model_by_name(arguments[0]);"
+                                          "return [p.x_range.start, p.x_range.end, p.y_range.start, p.y_range.end]",
+                                          page.PLOT_NAME)
+        box = (x0 + 0.01 * (x1 - x0), y0 + 0.01 * (y1 - y0), half, y1 - 0.01 * (y1 - y0))
+        xs, ys = coords[:, 0].astype(np.float32), coords[:, 1].astype(np.float32)  # as the page holds them
+        want = int(((xs >= box[0]) & (xs <= box[2]) & (ys >= box[1]) & (ys <= box[3])).sum())
+        d.execute_script("Bokeh.documents[0].get_model_by_name(arguments[0]).active = true", actions.SELECT_TOOLS[0])
+        d.execute_script(SELECT_PROBE_JS, page.PANEL_NAME)
+        to_count, to_files = [], []
+        for _ in range(reps):
+            (ax, ay), (bx, by) = (browser.data_to_client(d, page.PLOT_NAME, x, y) for x, y in (box[:2], box[2:]))
+            browser.mouse_drag(d, [(ax + (bx - ax) * k / 7, ay + (by - ay) * k / 7) for k in range(8)])
+            t = time.perf_counter()
+            while time.perf_counter() - t < 60 and not d.execute_script("return window._probe.files"):
+                time.sleep(0.05)
+            probe = d.execute_script("return window._probe")
+            to_count.append(probe["count"])
+            to_files.append(probe["files"])
+            said = d.execute_script("return Bokeh.documents[0].get_model_by_name(arguments[0]).text", page.PANEL_NAME)
+            fig["said"] = re.search(r"[0-9,]+ photos selected \([0-9,]+ files\)", said).group(0)
+            ActionChains(d).send_keys(Keys.ESCAPE).perform()
+        fig.update(in_box_numpy=want, count_shown_ms=statistics.median(to_count), count_shown_max_ms=max(to_count),
+                   files_shown_ms=statistics.median(to_files), shard_requests=len(
+                       [p for p, _ in server.requests() if p.endswith(".json")]))
+    return fig
+
+
 MOSAIC_FRAME_JS = browser.PLOT_VIEW_JS + """
 const done = arguments[arguments.length - 1], dx = arguments[1];
 const xr = pv.model.x_range, t0 = performance.now();
@@ -415,6 +494,8 @@ def main(argv=None) -> int:
     p.add_argument("--pages", default="1000000", help="comma-separated photo counts, the page alone")
     p.add_argument("--backend", choices=("webgl", "canvas"), default=page.OUTPUT_BACKEND,
                    help="bokeh's output backend for the plot (default %(default)s)")
+    p.add_argument("--select", action="store_true",
+                   help="measure selection (50%% of the map) and the neighbour details' size instead")
     p.add_argument("--mosaic", action="store_true", help="only the mosaic's pan/zoom figures (issue 17)")
     args = p.parse_args(argv)
     page.OUTPUT_BACKEND = args.backend
@@ -425,9 +506,12 @@ def main(argv=None) -> int:
                                                     for k, v in fig.items()), flush=True)
         return 0
     sizes = [int(s) for s in args.sizes.split(",") if s]
-    if sizes:
-        print("bench_map: umap-learn numba compile (300-point warm-up) %.1fs" % warm_up_numba(), flush=True)
-    runs = [(run, n) for n in sizes] + [(run_page, int(s)) for s in args.pages.split(",") if s]
+    if args.select:
+        runs = [(select_run, n) for n in sizes]
+    else:
+        if sizes:
+            print("bench_map: umap-learn numba compile (300-point warm-up) %.1fs" % warm_up_numba(), flush=True)
+        runs = [(run, n) for n in sizes] + [(run_page, int(s)) for s in args.pages.split(",") if s]
     for how, n in runs:
         fig = how(n)
         print("bench_map: " + ", ".join("%s=%s" % (k, "%.3g" % v if isinstance(v, float) else v)

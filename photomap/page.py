@@ -2,8 +2,9 @@
 a panel beside the plot, written as one self-contained HTML file (bokeh's JS and ours inline).
 
 The page's own JavaScript lives in ``photomap/js/``: ``map.js`` (one object per plot: the nearest photo
-to a point, a photo's details) and one script per feature (``hover.js``, ``pin.js``, and
-``density.js``, which draws the points in view or a density image, see :mod:`photomap.density`). A new feature is
+to a point, a photo's details) and one script per feature (``hover.js``, ``pin.js``; ``panel.js`` shares
+the panel between them; ``density.js`` draws the points in view or a density image, see
+:mod:`photomap.density`; selection, more like this and near-duplicates in :mod:`photomap.actions`). A new feature is
 one more script, attached in :func:`build` to its bokeh event with ``callback("x.js", map=shared, ...)``."""
 import os
 import re
@@ -12,7 +13,7 @@ from urllib.parse import quote
 
 import numpy as np
 
-from . import density
+from . import actions, density
 from . import details as shards_file
 from .folders import common_folder
 from .fsutil import atomic_write
@@ -31,7 +32,7 @@ MOSAIC_PX = (32, 128)  # a picture's longer side: smallest (many in view) and la
 NARROW_CSS = """@media (max-width: %dpx) {
   :host { flex-direction: column !important; }
   :host > .bk-Figure { width: 100%% !important; flex: 1 1 auto !important; }
-  :host > .bk-Div { width: auto !important; height: 33vh !important; flex: none !important; }
+  :host > .bk-Div, :host > .bk-Column { width: auto !important; height: 33vh !important; flex: none !important; }
 }"""
 FRAME_PERCENTILES = (1, 99)  # the first view frames these percentiles of the points (plus a margin)
 
@@ -104,10 +105,10 @@ def build(photos, coords, labels, prefix, colour_by="", details=None, shards_url
     size = marker_size(n)
     palette = _palette(len(factors))
     mapper = LinearColorMapper(palette=palette, low=-0.5, high=len(palette) - 0.5)  # index k -> palette[k]
-    colour = {"field": "colour", "transform": mapper}
     scatter = plot.scatter("x", "y", source=density.drawn_source(n, source), size=size, alpha=0.75, line_width=0,
-                           color=colour, nonselection_alpha=0.75, selection_alpha=0.75)
-    ring = ColumnDataSource(data={"x": [], "y": []})
+                           color={"field": "colour", "transform": mapper},
+                           nonselection_alpha=0.75, selection_alpha=0.75)
+    ring = ColumnDataSource(data={"x": [], "y": [], "index": []})  # the pinned photo (similar.js follows it)
     plot.scatter("x", "y", source=ring, size=size + 10, fill_alpha=0, line_color="black", line_width=2,
                  level="overlay")  # above the mosaic's pictures (see mosaic.js)
     _frame(plot, coords)
@@ -123,13 +124,16 @@ def build(photos, coords, labels, prefix, colour_by="", details=None, shards_url
     hover = HoverTool(tooltips=None, renderers=[scatter],
                       callback=callback("hover.js", map=shared, tip_id="photomap-tooltip-" + plot.id,
                                         tip_class=TOOLTIP_CLASS))
+    sections = actions.sections(panel)
+    pin = callback("pin.js", map=shared, sections=sections, ring=ring, panel_width=PANEL_WIDTH)
     plot.add_tools(hover)
     # Every click in the plot, not only one on a drawn point: a large map may be showing its density
     # image, and the pin finds the nearest photo itself.
-    plot.js_on_event("tap", callback("pin.js", map=shared, panel=panel, ring=ring, panel_width=PANEL_WIDTH))
+    plot.js_on_event("tap", pin)
+    above = actions.attach(plot, source, scatter, shared, sections, ring, pin, size, details, PANEL_WIDTH)
     if mosaic:
         _mosaic(plot, shared, mosaic)
-    return _layout(plot, panel, height)
+    return _layout(plot, panel, height, above)
 
 
 def frame_box(coords, percentiles=FRAME_PERCENTILES):
@@ -168,21 +172,24 @@ def _mosaic(plot, shared, budget):
         r.js_on_change("end", code)
 
 
-def _layout(plot, panel, height=None):
+def _layout(plot, panel, height=None, above=()):
     """The plot and the pinned panel filling the window (panel beside the plot, or below it in a
-    window narrower than ``PANEL_BELOW_PX``), or, with ``height``, the width of a notebook's cell."""
-    from bokeh.layouts import row
+    window narrower than ``PANEL_BELOW_PX``), or, with ``height``, the width of a notebook's cell;
+    the widgets ``above`` (from :func:`photomap.actions.attach`) sit over the panel."""
+    from bokeh.layouts import column, row
     from bokeh.models import InlineStyleSheet
 
     if height is not None:
         plot.sizing_mode, plot.height = "stretch_width", height
-        panel.width, panel.height = PANEL_WIDTH, height
-        return row(plot, panel, sizing_mode="stretch_width")
+        panel.width, panel.height = PANEL_WIDTH, height - actions.TOGGLE_HEIGHT * len(above)
+        side = column(*above, panel, width=PANEL_WIDTH) if above else panel
+        return row(plot, side, sizing_mode="stretch_width")
     plot.sizing_mode = "stretch_both"
     panel.sizing_mode = "stretch_height"
     panel.width = PANEL_WIDTH
+    side = column(*above, panel, width=PANEL_WIDTH, sizing_mode="stretch_height") if above else panel
     narrow = InlineStyleSheet(css=NARROW_CSS % PANEL_BELOW_PX)
-    return row(plot, panel, sizing_mode="stretch_both", stylesheets=[narrow])
+    return row(plot, side, sizing_mode="stretch_both", stylesheets=[narrow])
 
 
 def photo_root(photos) -> str:

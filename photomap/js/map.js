@@ -25,13 +25,21 @@ class PhotoMap {
     this.shards_url = shards_url
     this.shard_size = shard_size
     this.shards = shards.map((text) => Promise.resolve(JSON.parse(text)))  // by number; fetched ones join
-    this.pointer = {x: 0, y: 0}  // in window pixels (hover events give canvas pixels)
+    this.pointer = {x: 0, y: 0, shift: false}  // in window pixels (hover events give canvas pixels)
     this.tickets = {}
     this.hovered = -1  // the photo whose tooltip shows (hover.js), or -1
     this.events = new EventTarget()  // "hover": the hovered photo changed (the mosaic raises it)
     const track = (ev) => { this.pointer.x = ev.clientX; this.pointer.y = ev.clientY }
     document.addEventListener("pointermove", track, true)
     document.addEventListener("mousemove", track, true)
+    // Whether Shift was held as the last drag began (a shifted drag adds to the selection): bokeh's
+    // selection event does not say.
+    document.addEventListener("pointerdown", (ev) => { this.pointer.shift = ev.shiftKey }, true)
+    // Esc clears what the scripts show (each registers its own clearing under its name: escape.pin = ...).
+    this.escape = {}
+    document.addEventListener("keydown", (ev) => {
+      if (ev.key == "Escape") for (const clear of Object.values(this.escape)) clear()
+    })
   }
 
   // Index of the photo nearest data position (x, y), no farther than `radius` screen pixels, or -1
