@@ -53,7 +53,7 @@ def add_keys(plot, mapper, source, shared, schemes, start, islands=None, note=""
     labelset = None
     if islands is not None and islands.names is not None:
         labelset = add_labels(plot, islands, start == "cluster")
-    recolour = callback("colour.js", map=shared, chooser=switch, source=source, mapper=mapper, legend=legend,
+    recolour = callback("colour.js", map=shared, plot=plot, chooser=switch, source=source, mapper=mapper, legend=legend,
                         labels=labelset, schemes=scheme_table(schemes), modes=modes, start=start)
     switch.js_on_change("active", recolour)
     # The plot's ranges are set when it is first drawn: that draws the legend too (once).

@@ -396,6 +396,9 @@ def test_notebook_runs_top_to_bottom_on_a_generated_dataset(tmp_path, monkeypatc
     shown = [o for o in outputs if "application/vnd.bokehjs_exec.v0+json" in o.get("data", {})]
     assert len(shown) == 1  # the inline plot
     assert any("computed and saved to" in o.get("text", "") for o in outputs)
+    # The neighbours and the groups as Python objects: photo 0's nearest neighbour, printed first.
+    text = "".join(o.get("text", "") for o in outputs)
+    assert "photo 0: " in text and "nearest neighbours" in text
     # Run again: the coordinates come from the cache.
     nbclient.NotebookClient(nb, timeout=300, kernel_name="python3",
                             resources={"metadata": {"path": ROOT}}).execute()
@@ -438,7 +441,8 @@ def site(tmp_path_factory):
     photos = Photos(md5s=md5s, paths=paths, features=np.zeros((len(md5s), 2), np.float32),
                     thumbs_dir=str(thumbs))
     labels = ["trip"] * len(md5s)
-    view = page.build(photos, points, labels, page.thumb_prefix(root / "map.html", thumbs))
+    # Dots only: these tests count the thumbnails hovering asks for (tests/test_mosaic.py: the pictures).
+    view = page.build(photos, points, labels, page.thumb_prefix(root / "map.html", thumbs), mosaic=0)
     page.write_page(view, root / "map.html")
     with browser.serve(root) as server:
         yield {"server": server, "points": points, "md5s": md5s, "paths": paths}
@@ -629,10 +633,20 @@ def test_notebook_inline_plot_hovers_and_pins_like_the_page(driver, tmp_path, mo
         width, _, src = state[0]["imgs"][0]
         assert width > 0 and src == "thumbs/%s.jpg" % md5
         assert state[0]["lines"][0] == paths[md5][0]
-        assert thumb_requests(server) == ["/thumbs/%s.jpg" % md5]
+        # The same mosaic: all 8 photos are in view, each drawn as its thumbnail, each asked for once.
+        md5s = [r[0] for r in rows]
+        wait_until(lambda: sorted(driver.execute_script(
+            "return arguments[0].filter((i) => i.naturalWidth > 0).map((i) => i.getAttribute('src'))",
+            browser.deep_query(driver, ".photomap-mosaic img"))) == sorted("thumbs/%s.jpg" % m for m in md5s),
+            10, "the mosaic to show all 8 photos")
+        assert sorted(thumb_requests(server)) == sorted("/thumbs/%s.jpg" % m for m in md5s)
         cx, cy = browser.data_to_client(driver, page.PLOT_NAME, x, y)
         browser.mouse_click(driver, cx, cy)
         wait_until(lambda: pinned_paths(driver) == paths[md5], 10, "the pin to show the clicked photo")
+        # More like this, as on the page: the other 7 photos, most similar first.
+        strip = wait_until(lambda: browser.deep_query(driver, ".photomap-neighbours .photomap-tile"), 10,
+                           "the neighbour strip")
+        assert sorted(t.get_attribute("data-md5") for t in strip) == sorted(r[0] for r in rows[1:])
 
 
 @pytest.fixture(scope="module")
@@ -652,7 +666,7 @@ def sharded_site(tmp_path_factory):
         Image.new("RGB", (224, 168), (30 * i, 90, 200 - 20 * i)).save(thumbs / (md5 + ".jpg"))
     photos = Photos(md5s=md5s, paths=paths, features=np.zeros((len(md5s), 2), np.float32),
                     thumbs_dir=str(thumbs))
-    page.write_map(root / "map.html", photos, points, ["trip"] * len(md5s), inline_max=0, shard_size=3)
+    page.write_map(root / "map.html", photos, points, ["trip"] * len(md5s), inline_max=0, shard_size=3, mosaic=0)
     with browser.serve(root) as server:
         yield {"server": server, "points": points, "md5s": md5s, "paths": paths, "root": root}
 

@@ -4,7 +4,7 @@
 //
 // Runs when the switch changes, and once when the plot is first drawn (its ranges are set then).
 //
-// A function body (see map.js); Python passes `map`, `chooser` (the switch: a RadioButtonGroup), `source` (the drawn
+// A function body (see map.js); Python passes `map`, `plot`, `chooser` (the switch: a RadioButtonGroup), `source` (the drawn
 // points: `colour`, the codes drawn, and `colour_<mode>` for the other schemes), `mapper` (code k ->
 // palette[k]), `legend` (the Div), `labels` (the islands' LabelSet, or null: shown while the colours
 // are the islands'), `schemes` (mode -> {title, groups, colours, sizes}), `modes` (the
@@ -27,6 +27,11 @@ mapper.palette = scheme.colours
 mapper.low = -0.5
 mapper.high = scheme.colours.length - 0.5
 source.change.emit()
+const density = globalThis.photomap_density?.get(plot)  // a large map's view (density.js): redrawn in these colours
+if (density != null) {
+  density.rgb = scheme.colours.map((c) => [1, 3, 5].map((k) => parseInt(c.slice(k, k + 2), 16)))
+  density.redraw()
+}
 if (labels != null) labels.visible = mode == "cluster"
 legend.text = legend_html(scheme)
 return map.execute(cb_obj).then((photos) => { photos.groups = scheme.groups })  // the tooltip's group name

@@ -11,6 +11,7 @@ return map.execute(cb_obj).then(async (photos) => {
   const g = cb_data.geometry
   const tip = document.getElementById(tip_id) ?? make_tooltip(tip_id, tip_class)
   const i = (g.type == "point" && isFinite(g.sx) && isFinite(g.sy)) ? photos.nearest(g.x, g.y) : -1
+  photos.hover(i)
   if (i < 0) {
     tip.style.display = "none"
     tip.dataset.index = -1
