@@ -345,7 +345,8 @@ def select_run(n, reps=3):
     # The features' first two principal components stand in for UMAP: the layout does not change these timings.
     centred = photos.features - photos.features.mean(axis=0)
     coords = centred @ np.linalg.svd(centred[:: max(1, n // 5000)], full_matrices=False)[2][:2].T
-    labels, colour_by = colours.groups(photos, "folder")
+    scheme = colours.by_folder(photos)
+    labels, colour_by = [scheme.groups[c] for c in scheme.codes], scheme.title
     t = time.perf_counter()
     sim = similar.build(photos.md5s, photos.features, photos.paths, os.path.join(root, "select.html"))
     fig = dict(n=n, similar_s=time.perf_counter() - t, groups=len(sim.groups))

@@ -79,7 +79,7 @@ def build(photos, coords, labels, prefix, colour_by="", details=None, shards_url
           islands=None, note=""):
     """The page's bokeh layout (the plot, then the pinned panel) for ``photos`` (a
     :class:`photomap.join.Photos`) at ``coords``, coloured by ``labels`` (see
-    :func:`photomap.colours.groups`, whose description ``colour_by`` goes in the title).
+    one group name per photo, whose description ``colour_by`` goes in the title).
 
     Only what is drawn goes into the plot's data (x, y as float32, each photo's colour as an index);
     what the page says about a photo (its md5, paths, copies and the ``details`` columns, see
