@@ -825,9 +825,11 @@ def test_island_labels_make_room_for_each_other_and_more_appear_zoomed_in(driver
         hidden = [n for n in found.names if n not in full]
         i = found.names.index(hidden[0])
         x = coords[found.ids == i].mean(axis=0)
-        driver.execute_script(browser.PLOT_VIEW_JS + "pv.model.x_range.setv({start: arguments[1] - 2.5, end: "
-                              "arguments[1] + 2.5}); pv.model.y_range.setv({start: -2, end: 3});",
-                              page.PLOT_NAME, float(x[0]))
+        # Marked as the user's view, as bokeh's zoom tools do (else the page's next restyle restores it).
+        driver.execute_script(browser.PLOT_VIEW_JS + "pv.model.x_range.have_updated_interactively = "
+                              "pv.model.y_range.have_updated_interactively = true;"
+                              "pv.model.x_range.setv({start: arguments[1] - 2.5, end: arguments[1] + 2.5});"
+                              "pv.model.y_range.setv({start: -2, end: 3});", page.PLOT_NAME, float(x[0]))
         wait_until(lambda: hidden[0] in browser.labels_shown(driver), 10, "the hidden label once zoomed in")
 
 
