@@ -118,9 +118,8 @@ def build(photos, coords, labels, prefix, colour_by="", details=None, shards_url
     size = marker_size(n)
     mapper = LinearColorMapper(palette=palette, low=-0.5, high=len(palette) - 0.5)  # index k -> palette[k]
     colour = {"field": "colour", "transform": mapper}
-    scatter = plot.scatter("x", "y", source=density.drawn_source(n, source), size=size, alpha=0.75, line_width=0,
-                           color=colour,
-                           nonselection_alpha=0.75, selection_alpha=0.75)
+    scatter = plot.scatter("x", "y", source=density.drawn_source(n, source), size=size, alpha=0.75,
+                           line_width=0, color=colour, nonselection_alpha=0.75, selection_alpha=0.75)
     ring = ColumnDataSource(data={"x": [], "y": [], "index": []})  # the pinned photo (similar.js follows it)
     plot.scatter("x", "y", source=ring, size=size + 10, fill_alpha=0, line_color="black", line_width=2,
                  level="overlay")  # above the mosaic's pictures (see mosaic.js)
