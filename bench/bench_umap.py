@@ -40,6 +40,8 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="the synthetic vectors' seed (layouts unseeded: "
                         "a seed makes umap-learn run on one core)")
     parser.add_argument("--queries", type=int, default=2000, help="photos sampled for the quality figures")
+    parser.add_argument("--workdir", help="keep each layout here (METHOD-N.npy/.json) and reuse a kept one "
+                        "instead of running it again (default: a temporary folder)")
     parser.add_argument("--json", help="also write the figures to this JSON file")
     parser.add_argument("--child", nargs=2, metavar=("METHOD", "N"), help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
@@ -48,20 +50,17 @@ def main(argv=None) -> int:
         return child(args.child[0], int(args.child[1]), args.seed, args.out)
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-umap-") as tmp:
+        work = args.workdir or tmp
+        os.makedirs(work, exist_ok=True)
         for n in args.sizes:
             runs = {}
             for method in args.methods.split(","):
-                out = os.path.join(tmp, "%s-%d.npy" % (method, n))
-                cmd = [sys.executable, os.path.abspath(__file__), "--child", method, str(n),
-                       "--seed", str(args.seed), "--out", out]
-                print("+ " + " ".join(cmd), file=sys.stderr)
-                res = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True, cwd=ROOT)
-                runs[method] = dict(json.loads(res.stdout.strip().splitlines()[-1]), coords=out)
+                runs[method] = layout(method, n, args.seed, os.path.join(work, "%s-%d-seed%d" % (method, n, args.seed)))
             x, labels, pairs = vectors(n, args.seed)
             queries = np.random.default_rng(args.seed + 1).choice(n, size=min(args.queries, n), replace=False)
             truth = feature_neighbours(x, queries, K)
             for method, r in runs.items():
-                coords = np.load(r.pop("coords"))
+                coords = np.load(r.pop("coords"))  # (kept while the workdir lives)
                 r.update(score(coords, labels, pairs, queries, truth, args.seed), n=n, method=method)
                 rows.append(r)
                 print_row(r)
@@ -71,6 +70,21 @@ def main(argv=None) -> int:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=2)
     return 0
+
+
+def layout(method, n, seed, stem):
+    """The child's figures for one layout (and ``coords``: where its map is), run unless kept at ``stem``."""
+    if not os.path.exists(stem + ".json"):
+        cmd = [sys.executable, os.path.abspath(__file__), "--child", method, str(n), "--seed", str(seed),
+               "--out", stem + ".npy"]
+        print("+ " + " ".join(cmd), file=sys.stderr)
+        res = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True, cwd=ROOT)
+        with open(stem + ".json", "w") as f:
+            f.write(res.stdout.strip().splitlines()[-1])
+    else:
+        print("reusing the layout kept in %s.npy" % stem, file=sys.stderr)
+    with open(stem + ".json") as f:
+        return dict(json.load(f), coords=stem + ".npy")
 
 
 def vectors(n, seed):

@@ -1,6 +1,7 @@
-"""Stage 3's 2-D layout: UMAP of the feature vectors (PCA or fixed places for tiny sets), kept beside the
-page as ``<page stem>.coords.csv``: the map the next run grows (:mod:`photomap.stable`). The CSV is
-written and read only here, and read back whatever wrote it."""
+"""Stage 3's 2-D layout: UMAP of the feature vectors (PCA or fixed places for tiny sets, a lean path for
+large ones: :mod:`photomap.largemap`), kept beside the page as ``<page stem>.coords.csv``: the map the
+next run grows (:mod:`photomap.stable`). The CSV is written and read only here, and read back whatever
+wrote it."""
 import csv
 import hashlib
 import io
@@ -14,6 +15,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from . import largemap
 from .features import os_reason
 from .fsutil import atomic_write
 from .report import printable
@@ -49,8 +51,6 @@ def project(features: np.ndarray, n_neighbors=15, min_dist=0.1, metric="cosine",
     if n <= n_neighbors:
         tell("only %d photos, UMAP needs more than n_neighbors=%d: laid out with PCA instead" % (n, n_neighbors))
         return _pca_2d(unit_rows(features) if metric == "cosine" else np.asarray(features, dtype=np.float64))
-    from . import largemap
-
     layout = largemap.plan(n, features.shape[1], metric,
                            largemap.LARGE_VALUES if large_values is None else large_values)
     if layout:
