@@ -66,6 +66,7 @@ def test_a_large_layout_is_repeatable_for_a_seed_and_keeps_clusters_apart(capfd)
     assert capfd.readouterr() == ("", "")  # say=None: silent, no bar
 
 
+@pytest.mark.filterwarnings("ignore:n_jobs value")
 def test_a_small_map_is_laid_out_as_before():
     # Below the switch point project() is umap-learn's own call, unchanged: the same coordinates.
     import umap
