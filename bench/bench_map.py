@@ -3,14 +3,21 @@
 
     .venv/bin/python bench/bench_map.py                  # 10k and 100k points
     .venv/bin/python bench/bench_map.py --sizes 10000
+    .venv/bin/python bench/bench_map.py --mosaic --sizes 100000   # the mosaic's pan/zoom frames only
 
 Stage 3 at scale: synthetic 512-d features and tiny thumbnails (scratch data in bench/out/, reused),
 then UMAP time, page build time and size, and in headless chromium the time to first render, the
 hover-to-tooltip and hover-to-image latencies and how many tooltip images a hover leaves (must be 1).
 The reference is bokeh's own hit test at the same spot: the number of points under the cursor, i.e.
 how many tooltips (and thumbnail requests) bokeh's default hover would have stacked there.
+
+``--mosaic``: on synthetic islands (no UMAP), the time of a pan frame (ranges set, then two animation
+frames: bokeh's paint and the mosaic's update) zoomed in with the mosaic drawing ~its budget of
+pictures, against the same page built dots-only, alternated; and the thumbnails fetched per zoom step
+from the whole map into one island.
 """
 import argparse
+import io
 import os
 import statistics
 import sys
@@ -119,7 +126,7 @@ def run(n):
     assert reused and np.allclose(coords, coords2)
     t = time.perf_counter()
     labels, colour_by = colours.groups(photos)
-    size = page.write_page(page.build(photos, coords, labels, page.thumb_prefix(html, thumbs), colour_by), html)
+    size = page.write_map(html, photos, coords, labels, colour_by)
     page_s = time.perf_counter() - t
     fig = dict(n=n, data_s=gen_s, join_s=join_s, umap_s=umap_s, cache_reload_s=cache_s, page_build_s=page_s,
                page_mb=size / 1e6)
@@ -131,10 +138,112 @@ def run(n):
     return fig
 
 
+MOSAIC_FRAME_JS = browser.PLOT_VIEW_JS + """
+const done = arguments[arguments.length - 1], dx = arguments[1];
+const xr = pv.model.x_range, t0 = performance.now();
+xr.setv({start: xr.start + dx, end: xr.end + dx});
+requestAnimationFrame(() => requestAnimationFrame(() => done(performance.now() - t0)));
+"""
+
+
+def mosaic_site(n, mosaic):
+    """A page of n photos on 40 synthetic islands (each photo its own tiny thumbnail) under
+    bench/out/mosaic<n>/, dots-only when ``mosaic`` is 0; returns (folder, coords, page name)."""
+    from PIL import Image
+
+    from photomap.join import Photos
+
+    root = os.path.join(OUT, "mosaic%d" % n)
+    thumbs = os.path.join(root, "thumbs")
+    rng = np.random.default_rng(0)
+    centres = rng.uniform(-20, 20, (40, 2))
+    coords = centres[rng.integers(0, 40, n)] + rng.normal(0, 1.0, (n, 2))
+    md5s = [synthetic.fake_md5(i) for i in range(n)]
+    if not os.path.isdir(thumbs):
+        os.makedirs(thumbs)
+        buf = io.BytesIO()
+        Image.new("RGB", (32, 24), (120, 160, 200)).save(buf, "JPEG")
+        jpeg = buf.getvalue()
+        for md5 in md5s:
+            with open(os.path.join(thumbs, md5 + ".jpg"), "wb") as f:
+                f.write(jpeg)
+    photos = Photos(md5s=md5s, paths=[["/photos/%d.jpg" % i] for i in range(n)],
+                    features=np.zeros((n, 2), np.float32), thumbs_dir=thumbs)
+    name = "mosaic.html" if mosaic else "dots.html"
+    page.write_map(os.path.join(root, name), photos, coords, ["g%d" % (i % 40) for i in range(n)], mosaic=mosaic)
+    return root, coords, name
+
+
+def half_width(coords, centre, aspect, count):
+    """Half the width of the view around ``centre`` (height = width * ``aspect``) that holds ``count`` points."""
+    lo, hi = 0.0, float(np.ptp(coords, axis=0).max())
+    for _ in range(40):
+        mid = (lo + hi) / 2
+        inside = np.sum((np.abs(coords[:, 0] - centre[0]) <= mid) & (np.abs(coords[:, 1] - centre[1]) <= mid * aspect))
+        lo, hi = (mid, hi) if inside <= count else (lo, mid)
+    return lo
+
+
+def mosaic_figures(n, rounds=3, steps=12):
+    """Pan-frame times with and without the mosaic, and thumbnails fetched per zoom step."""
+    root, coords, _ = mosaic_site(n, 0)
+    mosaic_site(n, page.MOSAIC_BUDGET)
+    centre = np.median(coords[np.abs(coords - coords[0]).max(1) < 3], axis=0)
+    frames = {"mosaic.html": [], "dots.html": []}
+    per_step, drawn = [], []
+    with browser.serve(root) as server, browser.chrome() as d:
+        d.set_page_load_timeout(300)
+        d.set_script_timeout(30)
+        for _ in range(rounds):
+            for name in frames:  # alternated, so drift in the machine's load hits both alike
+                d.get(server.url + name)
+                browser.wait_for_plot(d, page.PLOT_NAME, timeout=300)
+                x0, x1, y0, y1 = d.execute_script(GET_RANGES_JS, page.PLOT_NAME)
+                aspect = (y1 - y0) / (x1 - x0)
+                half = half_width(coords, centre, aspect, page.MOSAIC_BUDGET * 4 // 5)
+                d.execute_script(SET_RANGES_JS, page.PLOT_NAME, centre[0] - half, centre[0] + half,
+                                 centre[1] - half * aspect, centre[1] + half * aspect)
+                time.sleep(1)  # let the pictures come before the panning is timed (a benchmark, not a test)
+                if name == "mosaic.html":
+                    drawn.append(len(browser.deep_query(d, ".photomap-mosaic img")))
+                for k in range(10):
+                    frames[name].append(d.execute_async_script(MOSAIC_FRAME_JS, page.PLOT_NAME,
+                                                               half / 20 * (1 if k % 2 else -1)))
+        d.get(server.url + "mosaic.html")
+        browser.wait_for_plot(d, page.PLOT_NAME, timeout=300)
+        full = d.execute_script(GET_RANGES_JS, page.PLOT_NAME)
+        for step in range(steps + 1):
+            before = len([p for p, _ in server.requests() if p.endswith(".jpg")])
+            k = 0.6 ** step
+            w, h = (full[1] - full[0]) * k / 2, (full[3] - full[2]) * k / 2
+            d.execute_script(SET_RANGES_JS, page.PLOT_NAME, centre[0] - w, centre[0] + w, centre[1] - h, centre[1] + h)
+            time.sleep(1)
+            per_step.append(len([p for p, _ in server.requests() if p.endswith(".jpg")]) - before)
+    mosaic_ms, dots_ms = statistics.median(frames["mosaic.html"]), statistics.median(frames["dots.html"])
+    return dict(n=n, budget=page.MOSAIC_BUDGET, pictures_drawn=statistics.median(drawn), pan_frame_mosaic_ms=mosaic_ms,
+                pan_frame_dots_ms=dots_ms, ratio=mosaic_ms / dots_ms, thumbs_per_zoom_step=per_step)
+
+
+GET_RANGES_JS = browser.PLOT_VIEW_JS + """
+return [pv.model.x_range.start, pv.model.x_range.end, pv.model.y_range.start, pv.model.y_range.end];
+"""
+SET_RANGES_JS = browser.PLOT_VIEW_JS + """
+pv.model.x_range.setv({start: arguments[1], end: arguments[2]});
+pv.model.y_range.setv({start: arguments[3], end: arguments[4]});
+"""
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sizes", default="10000,100000", help="comma-separated point counts")
+    p.add_argument("--mosaic", action="store_true", help="only the mosaic's pan/zoom figures (issue 17)")
     args = p.parse_args(argv)
+    if args.mosaic:
+        for n in (int(s) for s in args.sizes.split(",")):
+            fig = mosaic_figures(n)
+            print("bench_map: mosaic: " + ", ".join("%s=%s" % (k, "%.3g" % v if isinstance(v, float) else v)
+                                                    for k, v in fig.items()), flush=True)
+        return 0
     print("bench_map: umap-learn numba compile (300-point warm-up) %.1fs" % warm_up_numba(), flush=True)
     for n in (int(s) for s in args.sizes.split(",")):
         fig = run(n)

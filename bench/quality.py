@@ -5,14 +5,17 @@
     ./bench/quality.py output/sample_photos --weights resnet18.pth --precision fp32,int8
     make quality WEIGHTS=resnet18.pth
 
-For every photo it writes four edited copies into a scratch folder (crop 90 %, downscale 50 %,
-JPEG quality 60, brightness +15 %), runs process_photos.py, embeddings.py and visualize.py on
-originals plus copies, and prints:
+For every photo it writes seven edited copies into a scratch folder (crop 90 %, downscale 50 %,
+JPEG quality 60, brightness +15 % and -40 %, mirror image, stored sideways with an EXIF orientation),
+runs process_photos.py, embeddings.py and visualize.py on originals plus copies, and prints:
   * near-duplicate recall@1 in feature space (is each copy's nearest neighbour its original?),
   * recall@10 in the 2-D map (is the original among the copy's 10 nearest map points?),
   * neighbour preservation: share of the 10 nearest feature-space neighbours kept in the map,
   * label agreement, when the folder has one sub-folder per kind: share of each photo's 10 map
-    neighbours from the same sub-folder, next to the chance level.
+    neighbours from the same sub-folder, next to the chance level,
+  * precision and recall of the near-duplicate groups (visualize.py's duplicates CSV) on the edited
+    copies, and the recall for each edit (on the demo sample, grouped pairs are judged by the
+    sample's own picture names: its crops, mirror images and scans are near-duplicates too).
 Other edits of the same photo are not counted as neighbours in the recall figures. It states the
 weights used; weights that are not the published ImageNet file (e.g. random-init) give only a floor.
 With several --precision values (e.g. fp32,int8), stages 2 and 3 run once per precision on the same
@@ -30,9 +33,9 @@ import tempfile
 
 import numpy as np
 
-from photomap import featureload, features, meta
+from photomap import duplicates, featureload, features, meta, similar
 from photomap.thumbs import DEFAULT_EXTENSIONS, crawl
-from photomap_tools import quality
+from photomap_tools import quality, sample
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -117,6 +120,7 @@ def evaluate(args, work):
         run([py, os.path.join(ROOT, "visualize.py"), "--meta", meta_path, "--thumbs", thumbs,
              "--features", feats, "-o", page, "--seed", str(args.seed), "--refit", "-q"] + umap_args)
         figs[prec], vectors[prec] = score(args, originals, copies, log, photos_in, feats, page)
+        figs[prec].update(duplicate_scores(args, copies, log, photos_in, page))
         figs[prec]["precision"] = features.read_sidecar(feats).get("precision")
     if len(precisions) == 1:
         print_figures(args, figs[precisions[0]])
@@ -167,6 +171,31 @@ def score(args, originals, copies, log, photos_in, feats, page):
     return fig, dict(zip(order, feat))
 
 
+def duplicate_scores(args, copies, log, photos_in, page):
+    """Precision and recall of the near-duplicate groups in the page's duplicates CSV on the edited
+    copies, and the recall of each edit."""
+    groups = duplicates.read_csv(similar.duplicates_csv_path(page))
+    group_of = {row["md5"]: gid for gid, rows in groups.items() for row in rows}
+    pairs, by_edit = [], {}  # (copy md5, original md5), and the same by edit (edited/<edit>/...)
+    for copy_path, orig_path in copies.items():
+        c, o = log.entries.get(copy_path), log.entries.get(orig_path)
+        if c and o and c != o:
+            pairs.append((c, o))
+            by_edit.setdefault(os.path.relpath(copy_path, photos_in).split(os.sep)[1], []).append((c, o))
+    # The demo sample holds near-duplicates of its own (its crops, mirror images, scans...): there the
+    # sample says which picture each original shows, and every grouped pair is judged by that.
+    labels = None
+    if os.path.exists(os.path.join(args.photos, sample.DONE_MARKER)):
+        originals_dir = os.path.join(photos_in, "originals") + os.sep
+        labels = {md5: sample.source_picture(path) for path, md5 in log.entries.items()
+                  if path.startswith(originals_dir)}
+    precision, recall = quality.group_scores(group_of, pairs, labels)
+    return {"duplicate_precision": precision, "duplicate_recall": recall,
+            "duplicates_judged_by_sample_names": labels is not None,
+            "duplicate_recall_by_edit": {e: quality.group_scores(group_of, by_edit[e])[1]
+                                         for e in sorted(by_edit)}}
+
+
 def print_figures(args, fig):
     """The report of one precision, as lines on stdout."""
     k = args.k
@@ -178,6 +207,11 @@ def print_figures(args, fig):
     if "label_chance" in fig:
         print("same-folder share of %d map neighbours:           %.3f (chance %.3f)"
               % (k, fig["label_agreement_at_%d" % k], fig["label_chance"]))
+    print("near-duplicate groups on the edited copies:      precision %.3f, recall %.3f%s"
+          % (fig["duplicate_precision"], fig["duplicate_recall"],
+             " (pairs judged by the demo sample's picture names)"
+             if fig["duplicates_judged_by_sample_names"] else ""))
+    print("  recall by edit: " + ", ".join("%s %.2f" % kv for kv in fig["duplicate_recall_by_edit"].items()))
     if not fig["published_weights"]:
         print("note: not the published weights -- figures are a floor for what pretrained weights give")
 
@@ -194,7 +228,9 @@ def compare(args, figs, vectors):
     rows = [("near-duplicate recall@1 (feature space, cosine)", "feature_recall_at_1"),
             ("near-duplicate recall@%d (2-D map)" % k, "map_recall_at_%d" % k),
             ("feature-space %d-NN kept in the map" % k, "neighbour_preservation_at_%d" % k),
-            ("same-folder share of %d map neighbours" % k, "label_agreement_at_%d" % k)]
+            ("same-folder share of %d map neighbours" % k, "label_agreement_at_%d" % k),
+            ("near-duplicate groups: precision", "duplicate_precision"),
+            ("near-duplicate groups: recall", "duplicate_recall")]
     print("%-50s %s" % ("", "  ".join("%-16s" % ("%s (%s)" % (n, figs[n]["precision"]))
                                       for n in names)))
     for label, key in rows:

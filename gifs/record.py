@@ -4,9 +4,10 @@
     make gifs                      # the demo pipeline, then this script on its page
     ./gifs/record.py --page output/map_resnet18.html --dest gifs
 
-Serves the page's folder with ``python -m http.server`` on 127.0.0.1, takes a still PNG of the whole
-map, then for the largest clusters of the layout zooms in, hovers a sequence of photos so their
-thumbnail tooltips show, and writes each as an animated GIF (``cluster1.gif`` ...). Every frame is a
+Serves the page's folder with ``python -m http.server`` on 127.0.0.1, takes a still PNG (``map.png``)
+of the largest cluster zoomed in until its photos show as pictures (the mosaic), then for the largest
+clusters of the layout zooms in, hovers a sequence of photos so their thumbnail tooltips show, and
+writes each as an animated GIF (``cluster1.gif`` ...). Every frame is a
 browser screenshot; a small pointer is drawn by the page itself (headless screenshots show no cursor).
 ``regions.json`` beside the GIFs names each cluster's most common top-level folder, for captions.
 """
@@ -52,6 +53,11 @@ GET_RANGES_JS = browser.PLOT_VIEW_JS + """
 return [pv.model.x_range.start, pv.model.x_range.end, pv.model.y_range.start, pv.model.y_range.end];
 """
 
+# Every picture of the mosaic has loaded (or there is none).
+MOSAIC_READY_JS = """
+return arguments[0].every((img) => img.complete && img.naturalWidth > 0);
+"""
+
 TOOLTIP_IMG_READY_JS = """
 const tip = document.querySelector("." + arguments[0]);
 if (tip == null || tip.style.display == "none") return false;
@@ -94,6 +100,24 @@ def save_gif(frames, durations, path, width):
                       optimize=True)
 
 
+def zoom_target(pts, full):
+    """Ranges ``[x0, x1, y0, y1]`` around points ``pts`` (a quarter of their extent added on each side),
+    from the ``full`` ranges of the whole map (zoomed far enough in, the page draws them as pictures)."""
+    lo, hi = pts.min(0), pts.max(0)
+    pad = np.maximum((hi - lo) * 0.25, 1e-3 * (full[1] - full[0] + full[3] - full[2]))
+    return [lo[0] - pad[0], hi[0] + pad[0], lo[1] - pad[1], hi[1] + pad[1]]
+
+
+def wait_mosaic(driver, timeout=10.0):
+    """Wait until every picture the mosaic shows has loaded; False if that took over ``timeout`` s."""
+    t0 = time.monotonic()
+    while not driver.execute_script(MOSAIC_READY_JS, browser.deep_query(driver, ".photomap-mosaic img")):
+        if time.monotonic() - t0 > timeout:
+            return False
+        time.sleep(0.03)
+    return True
+
+
 def wait_tooltip(driver, timeout=5.0):
     t0 = time.monotonic()
     while not driver.execute_script(TOOLTIP_IMG_READY_JS, page.TOOLTIP_CLASS):
@@ -112,14 +136,13 @@ def record_region(driver, xy, members, full, hovers, zoom_steps):
     """Frames and durations: zoom from ``full`` ranges onto ``members``, then hover up to ``hovers`` of them."""
     frames, durations = [grab(driver)], [800]
     pts = xy[members]
-    lo, hi = pts.min(0), pts.max(0)
-    pad = np.maximum((hi - lo) * 0.25, 1e-3 * (full[1] - full[0] + full[3] - full[2]))
-    target = [lo[0] - pad[0], hi[0] + pad[0], lo[1] - pad[1], hi[1] + pad[1]]
+    target = zoom_target(pts, full)
     for step in range(1, zoom_steps + 1):
         t = step / zoom_steps
         driver.execute_script(SET_RANGES_JS, page.PLOT_NAME,
                               *[a + (b - a) * t for a, b in zip(full, target)])
         time.sleep(0.15)
+        wait_mosaic(driver)
         frames.append(grab(driver))
         durations.append(120)
     # Hover points spread across the region: order by angle around its centre for a smooth path.
@@ -166,8 +189,13 @@ def main(argv=None) -> int:
         driver.get(server.url + name)
         browser.wait_for_plot(driver, page.PLOT_NAME)
         time.sleep(0.5)
-        grab(driver).save(os.path.join(args.dest, "map.png"))
         full = driver.execute_script(GET_RANGES_JS, page.PLOT_NAME)
+        # The first picture: the largest cluster, zoomed in until its photos are drawn as pictures.
+        driver.execute_script(SET_RANGES_JS, page.PLOT_NAME, *zoom_target(xy[regions[0][0]], full))
+        time.sleep(0.3)
+        wait_mosaic(driver)
+        grab(driver).save(os.path.join(args.dest, "map.png"))
+        driver.execute_script(SET_RANGES_JS, page.PLOT_NAME, *full)
         for n, (members, caption) in enumerate(regions, 1):
             frames, durations = record_region(driver, xy, members, full, args.hovers, args.zoom_steps)
             gif = "cluster%d.gif" % n

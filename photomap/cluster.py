@@ -1,4 +1,5 @@
-"""Stages 1 and 2 on a Dask cluster: chunks of paths to worker processes that see the same files, results back as they come."""
+"""Stages 1 and 2 on a Dask cluster: chunks of paths to worker processes that see the same files,
+results back as they come."""
 import logging
 import os
 import threading

@@ -4,7 +4,7 @@ and how to look at the result."""
 import os
 import time
 
-from . import colours, page, projection
+from . import colours, page, projection, similar
 from .join import join, summary
 from .report import SetupError
 from .runner import Run
@@ -14,14 +14,17 @@ SERVE_PORT = 8000
 
 
 def run(meta, thumbs, features, output, n_neighbors=15, min_dist=0.1, metric="cosine", seed=None,
-        refit=False, colour="auto", quiet=False, verbose=False) -> int:
+        refit=False, colour="auto", dup_threshold="auto", neighbours="auto", neighbours_csv="auto",
+        quiet=False, verbose=False) -> int:
     """Make the map page ``output`` from the .meta log ``meta``, the thumbnail folder ``thumbs`` and
     the feature folder ``features``; the map is kept beside the page and grown by the next run
-    (``projection``), or laid out afresh and aligned to it with ``refit``.
+    (``projection``), or laid out afresh and aligned to it with ``refit``; the neighbours, the
+    near-duplicate groups and the originals' status are kept beside it too (``similar``).
 
     Returns the exit status (0); raises :class:`SetupError` for a fatal problem, before the page or
     its cache is written."""
     check_request(meta, thumbs, features, output, n_neighbors, min_dist, colour)
+    threshold = similar.parse_threshold(dup_threshold)
     stage = Run(STAGE, quiet)
     out_dir = os.path.dirname(os.path.abspath(output))
     stage.output_dir(out_dir, "page folder", names=_written_beside(output))
@@ -36,10 +39,12 @@ def run(meta, thumbs, features, output, n_neighbors=15, min_dist=0.1, metric="co
                                                min_dist=min_dist, metric=metric, seed=seed)
     except ValueError as exc:  # umap-learn refusing the metric for these vectors, before any work
         raise SetupError("cannot compute the map: %s" % exc) from None
+    sim = similar.build(photos.md5s, photos.features, photos.paths, output, dup_threshold=threshold,
+                        method=neighbours, neighbours_csv=neighbours_csv, say=stage.info)
     t1 = time.monotonic()
     labels, colour_by = colours.groups(photos, colour, seed=seed)
-    view = page.build(photos, coords, labels, page.thumb_prefix(output, photos.thumbs_dir), colour_by)
-    size = page.write_page(view, output)
+    size = page.write_map(output, photos, coords, labels, colour_by,
+                          details=similar.detail_columns(sim, photos.paths))
     if verbose:
         stage.info("layout %.1fs, page %.1fs, %.1f MB" % (t1 - t0, time.monotonic() - t1, size / 1e6))
     say_where(stage, output, len(photos))
@@ -70,9 +75,11 @@ def check_request(meta, thumbs, features, output, n_neighbors, min_dist, colour)
 
 
 def _written_beside(output) -> tuple:
-    """Names of the files this stage writes in the page's folder (the page, the coordinates cache):
+    """Names of the files this stage writes in the page's folder (the page, the coordinates cache,
+    the neighbour and duplicate files):
     only their leftover temporary files are cleared there, the folder being the user's."""
-    return tuple(os.path.basename(p) for p in (output, *projection.coords_paths(output)))
+    return tuple(os.path.basename(p) for p in (output, *projection.coords_paths(output),
+                                               *similar.file_paths(output)))
 
 
 def read_inputs(meta, thumbs, features, stage: Run):

@@ -11,6 +11,7 @@ from urllib.parse import quote
 
 import numpy as np
 
+from . import details as shards_file
 from .folders import common_folder
 from .fsutil import atomic_write
 from .report import printable
@@ -20,6 +21,16 @@ PANEL_NAME = "photomap-pin"
 TOOLTIP_CLASS = "photomap-tooltip"
 HOVER_RADIUS_PX = 8  # "within a few pixels": the nearest point farther than this shows nothing
 PANEL_WIDTH = 280
+PANEL_BELOW_PX = 900  # a window narrower than this has the panel below the map, not beside it
+MOSAIC_BUDGET = 300  # at most this many photos in view are drawn as pictures (bench/bench_map.py --mosaic)
+MOSAIC_PX = (32, 128)  # a picture's longer side: smallest (many in view) and largest (few), screen pixels
+# In a narrow window the row becomes a column: the map on top, the panel below it, a third of the height.
+NARROW_CSS = """@media (max-width: %dpx) {
+  :host { flex-direction: column !important; }
+  :host > .bk-Figure { width: 100%% !important; flex: 1 1 auto !important; }
+  :host > .bk-Div { width: auto !important; height: 33vh !important; flex: none !important; }
+}"""
+FRAME_PERCENTILES = (1, 99)  # the first view frames these percentiles of the points (plus a margin)
 
 PANEL_HINT = ('<div style="font:13px sans-serif;color:#555">Hover a point to see its photo; '
               'click it to pin the photo, with every original path, here.</div>')
@@ -58,52 +69,141 @@ def marker_size(n: int) -> float:
     return 9 if n <= 1000 else 6 if n <= 20000 else 4
 
 
-def build(photos, coords, labels, prefix, colour_by="", width=900, height=720):
-    """The page's bokeh row (the plot, then the pinned panel) for ``photos`` (a
+def build(photos, coords, labels, prefix, colour_by="", details=None, shards_url=None,
+          shard_size=shards_file.SHARD_SIZE, height=None, mosaic=MOSAIC_BUDGET):
+    """The page's bokeh layout (the plot, then the pinned panel) for ``photos`` (a
     :class:`photomap.join.Photos`) at ``coords``, coloured by ``labels`` (see
     :func:`photomap.colours.groups`, whose description ``colour_by`` goes in the title).
 
-    Thumbnails are ``prefix + <md5>.jpg`` (see :func:`thumb_prefix`). Paths are written as printable
-    text (:func:`report.printable`), each below the photos' common folder, which is stored once."""
-    from bokeh.layouts import row
-    from bokeh.models import (BoxZoomTool, ColumnDataSource, Div, HoverTool, PanTool, ResetTool, SaveTool,
-                              TapTool, WheelZoomTool)
+    Only what is drawn goes into the plot's data (x, y as float32, each photo's colour as an index);
+    what the page says about a photo (its md5, paths, copies and the ``details`` columns, see
+    :func:`photomap.details.columns`) is in detail shards: inline, or fetched from ``shards_url``
+    (from :func:`photomap.details.write`, cut at ``shard_size``) when given. Thumbnails are ``prefix + <md5>.jpg`` (see
+    :func:`thumb_prefix`). The layout fills the window (``height=None``) or, in a notebook, its width at
+    ``height`` pixels; up to ``mosaic`` photos in view are drawn as thumbnails (0: dots only)."""
+    from bokeh.models import (BoxZoomTool, ColumnDataSource, Div, HoverTool, LinearColorMapper, PanTool,
+                              ResetTool, SaveTool, TapTool, WheelZoomTool)
     from bokeh.plotting import figure
-    from bokeh.transform import factor_cmap
 
     n = len(photos)
     coords = np.asarray(coords, dtype=np.float64).reshape(-1, 2)
-    root = common_folder(p for paths in photos.paths for p in paths)
+    root = photo_root(photos)
     factors = sorted(set(labels), key=_natural_key)
+    index = {f: k for k, f in enumerate(factors)}
     source = ColumnDataSource(data={
         "x": coords[:, 0].astype(np.float32), "y": coords[:, 1].astype(np.float32),
-        "md5": list(photos.md5s), "paths": ["\n".join(printable(p[len(root):]) for p in paths)
-                                            for paths in photos.paths],
-        "copies": np.asarray(photos.copies, dtype=np.int32), "group": list(labels)})
-    plot = figure(title=_title(photos, colour_by if len(factors) > 1 else ""), width=width, height=height,
-                  output_backend="webgl", name=PLOT_NAME, active_scroll="auto", match_aspect=True,
+        "colour": np.fromiter((index[g] for g in labels), dtype=np.uint16, count=n)})
+    plot = figure(title=_title(photos, colour_by if len(factors) > 1 else ""), output_backend="webgl", name=PLOT_NAME, active_scroll="auto", match_aspect=True,
                   tools=[PanTool(), WheelZoomTool(), BoxZoomTool(), ResetTool(), SaveTool()])
     plot.axis.visible = False
     plot.grid.visible = False
     size = marker_size(n)
+    palette = _palette(len(factors))
+    mapper = LinearColorMapper(palette=palette, low=-0.5, high=len(palette) - 0.5)  # index k -> palette[k]
     scatter = plot.scatter("x", "y", source=source, size=size, alpha=0.75, line_width=0,
-                           color=factor_cmap("group", _palette(len(factors)), factors),
+                           color={"field": "colour", "transform": mapper},
                            nonselection_alpha=0.75, selection_alpha=0.75)
     ring = ColumnDataSource(data={"x": [], "y": []})
-    plot.scatter("x", "y", source=ring, size=size + 10, fill_alpha=0, line_color="black", line_width=2)
+    plot.scatter("x", "y", source=ring, size=size + 10, fill_alpha=0, line_color="black", line_width=2,
+                 level="overlay")  # above the mosaic's pictures (see mosaic.js)
+    _frame(plot, coords)
     if len(factors) > 1:
         plot.add_layout(_legend(scatter, labels, factors), "right")
-    panel = Div(text=PANEL_HINT, width=PANEL_WIDTH, height=height, name=PANEL_NAME,
+    panel = Div(text=PANEL_HINT, name=PANEL_NAME,
                 styles={"padding-left": "10px", "user-select": "text", "overflow-y": "auto"})
+    inline = [] if shards_url else shard_texts(photos, root, details, shard_size)
     shared = callback("map.js", source=source, plot=plot, prefix=prefix, root=printable(root),
-                      radius=HOVER_RADIUS_PX)
+                      radius=HOVER_RADIUS_PX, groups=[str(f) for f in factors], shards=inline,
+                      shards_url=shards_url or "", shard_size=shard_size)
     hover = HoverTool(tooltips=None, renderers=[scatter],
                       callback=callback("hover.js", map=shared, tip_id="photomap-tooltip-" + plot.id,
                                         tip_class=TOOLTIP_CLASS))
     tap = TapTool(renderers=[scatter], behavior="inspect",
                   callback=callback("pin.js", map=shared, panel=panel, ring=ring, panel_width=PANEL_WIDTH))
     plot.add_tools(hover, tap)
-    return row(plot, panel)
+    if mosaic:
+        _mosaic(plot, shared, mosaic)
+    return _layout(plot, panel, height)
+
+
+def frame_box(coords, percentiles=FRAME_PERCENTILES):
+    """The first view's ``(x0, x1, y0, y1)`` for ``coords`` (n, 2): the ``percentiles`` of each axis
+    widened by a tenth of their span, never beyond the points' extent, so that a few outliers do not
+    shrink the rest (a map without outliers gets its whole extent)."""
+    coords = np.asarray(coords, dtype=np.float64).reshape(-1, 2)
+    lo, hi = np.percentile(coords, percentiles, axis=0)
+    margin = (hi - lo) / 10
+    lo = np.maximum(lo - margin, coords.min(axis=0))
+    hi = np.minimum(hi + margin, coords.max(axis=0))
+    return float(lo[0]), float(hi[0]), float(lo[1]), float(hi[1])
+
+
+def _frame(plot, coords):
+    """Range the plot on an invisible box: :func:`frame_box` at first (bokeh keeps its aspect at any
+    window size), the points' whole extent once the reset tool is used."""
+    from bokeh.models import ColumnDataSource
+
+    if len(coords) == 0:
+        return
+    x0, x1, y0, y1 = frame_box(coords)
+    box = ColumnDataSource(data={"x": [x0, x1], "y": [y0, y1]})
+    corners = plot.scatter("x", "y", source=box, size=0, alpha=0, level="underlay")
+    plot.x_range.renderers = plot.y_range.renderers = [corners]
+    lo, hi = coords.min(axis=0), coords.max(axis=0)
+    everything = {"x": [float(lo[0]), float(hi[0])], "y": [float(lo[1]), float(hi[1])]}
+    plot.js_on_event("reset", callback("frame.js", box=box, everything=everything))
+
+
+def _mosaic(plot, shared, budget):
+    """Draw the photos in view as thumbnails while at most ``budget`` are (see ``js/mosaic.js``)."""
+    code = callback("mosaic.js", map=shared, budget=budget, min_px=MOSAIC_PX[0], max_px=MOSAIC_PX[1])
+    for r in (plot.x_range, plot.y_range):
+        r.js_on_change("start", code)
+        r.js_on_change("end", code)
+
+
+def _layout(plot, panel, height=None):
+    """The plot and the pinned panel filling the window (panel beside the plot, or below it in a
+    window narrower than ``PANEL_BELOW_PX``), or, with ``height``, the width of a notebook's cell."""
+    from bokeh.layouts import row
+    from bokeh.models import InlineStyleSheet
+
+    if height is not None:
+        plot.sizing_mode, plot.height = "stretch_width", height
+        panel.width, panel.height = PANEL_WIDTH, height
+        return row(plot, panel, sizing_mode="stretch_width")
+    plot.sizing_mode = "stretch_both"
+    panel.sizing_mode = "stretch_height"
+    panel.width = PANEL_WIDTH
+    narrow = InlineStyleSheet(css=NARROW_CSS % PANEL_BELOW_PX)
+    return row(plot, panel, sizing_mode="stretch_both", stylesheets=[narrow])
+
+
+def photo_root(photos) -> str:
+    """The photos' common folder: paths in the page and its detail shards are written below it."""
+    return common_folder(p for paths in photos.paths for p in paths)
+
+
+def shard_texts(photos, root, details=None, shard_size=shards_file.SHARD_SIZE) -> list:
+    """The JSON texts of the photos' detail shards (see :mod:`photomap.details`)."""
+    cols = shards_file.columns(photos, root, details)
+    return [shards_file.shard_text(s) for s in shards_file.shards(cols, root, shard_size)]
+
+
+def write_map(path, photos, coords, labels, colour_by="", details=None, inline_max=shards_file.INLINE_MAX,
+              shard_size=shards_file.SHARD_SIZE, mosaic=MOSAIC_BUDGET) -> int:
+    """Write the page at ``path`` with its detail shards (inline for a map of up to ``inline_max``
+    photos, else in ``<page>.photos/``, see :mod:`photomap.details`), then remove the shards of
+    earlier pages; return the page's size in bytes. ``details``: more detail columns (see
+    :func:`photomap.details.columns`); ``mosaic``: see :func:`build`."""
+    root = photo_root(photos)
+    texts = shard_texts(photos, root, details, shard_size)
+    url = None if len(photos) <= inline_max else shards_file.write(path, texts)
+    view = build(photos, coords, labels, thumb_prefix(path, photos.thumbs_dir), colour_by, details, url,
+                 shard_size, mosaic=mosaic)
+    size = write_page(view, path)
+    shards_file.clear_stale(path, url)
+    return size
 
 
 def _title(photos, colour_by: str) -> str:

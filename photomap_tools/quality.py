@@ -7,30 +7,38 @@ import os
 
 import numpy as np
 
-EDITS = ("crop90", "downscale50", "jpeg60", "bright115")
+EDITS = ("crop90", "downscale50", "jpeg60", "bright115", "dark60", "mirror", "sideways")
+EXIF_ORIENTATION = 0x0112
 
 
 def make_edits(src_path, dest_for_edit):
-    """Write the four edited copies of one photo; ``dest_for_edit(name)`` gives each output path.
+    """Write the edited copies of one photo; ``dest_for_edit(name)`` gives each output path.
 
     crop90: the central 90 %; downscale50: half the size; jpeg60: re-compressed at quality 60;
-    bright115: brightness +15 %. The source's EXIF orientation is applied first, as a viewer would.
+    bright115 / dark60: brightness +15 % / -40 %; mirror: flipped left to right; sideways: the pixels
+    stored turned with an EXIF orientation that turns them back, as many cameras save. The source's
+    EXIF orientation is applied first, as a viewer would.
     """
-    from PIL import Image, ImageEnhance
+    from PIL import Image, ImageEnhance, ImageOps
 
     from photomap.image import read_rgb
 
     img = read_rgb(src_path)  # as the stages read it: upright, RGB, HEIC too
     w, h = img.size
     dx, dy = round(w * 0.05), round(h * 0.05)
+    turned = Image.Exif()
+    turned[EXIF_ORIENTATION] = 6  # "rotate 90 degrees clockwise to view"
     edits = {
-        "crop90": (img.crop((dx, dy, w - dx, h - dy)), 90),
-        "downscale50": (img.resize((max(1, w // 2), max(1, h // 2)), Image.LANCZOS), 90),
-        "jpeg60": (img, 60),
-        "bright115": (ImageEnhance.Brightness(img).enhance(1.15), 90),
+        "crop90": (img.crop((dx, dy, w - dx, h - dy)), {}),
+        "downscale50": (img.resize((max(1, w // 2), max(1, h // 2)), Image.LANCZOS), {}),
+        "jpeg60": (img, {"quality": 60}),
+        "bright115": (ImageEnhance.Brightness(img).enhance(1.15), {}),
+        "dark60": (ImageEnhance.Brightness(img).enhance(0.6), {}),
+        "mirror": (ImageOps.mirror(img), {}),
+        "sideways": (img.transpose(Image.Transpose.ROTATE_90), {"exif": turned.tobytes()}),
     }
-    for name, (out, quality) in edits.items():
-        out.save(dest_for_edit(name), "JPEG", quality=quality)
+    for name, (out, options) in edits.items():
+        out.save(dest_for_edit(name), "JPEG", **dict({"quality": 90}, **options))
 
 
 def describe_weights(model, weights_path):
@@ -110,3 +118,37 @@ def label_agreement(coords, labels, k=10):
     _, counts = np.unique(labels, return_counts=True)
     chance = float(np.sum((counts / counts.sum()) ** 2))
     return share, chance
+
+
+def group_scores(group_of, pairs, labels=None):
+    """``(precision, recall)`` of near-duplicate groups on edited copies.
+
+    ``group_of`` maps a point to its group id (points in no group are absent); ``pairs`` lists
+    ``(copy, original)`` points. Recall: the share of pairs whose copy shares its original's group.
+    Precision: the share of pairs of points grouped together that show the same picture. With
+    ``labels`` (original point -> the picture it shows, e.g. from ``sample.source_picture``; a copy
+    shows its original's) every grouped pair is judged by them. Without, only pairs involving an
+    edited copy are judged: right when one original and its copies, or two originals that the groups
+    themselves put together (a photo folder's own duplicates have no known answer). NaN where there
+    is nothing to count."""
+    family = {copy: original for copy, original in pairs}
+    recall = float(np.mean([group_of.get(c) is not None and group_of.get(c) == group_of.get(o)
+                            for c, o in pairs])) if pairs else float("nan")
+    members = {}
+    for point, gid in group_of.items():
+        members.setdefault(gid, []).append(point)
+    right = wrong = 0
+    for group in members.values():
+        for i, a in enumerate(group):
+            for b in group[i + 1:]:
+                fa, fb = family.get(a, a), family.get(b, b)
+                if labels is not None:
+                    same = labels.get(fa) is not None and labels.get(fa) == labels.get(fb)
+                elif a in family or b in family:
+                    same = fa == fb or (group_of.get(fa) is not None and group_of.get(fa) == group_of.get(fb))
+                else:
+                    continue
+                right += same
+                wrong += not same
+    precision = right / (right + wrong) if right + wrong else float("nan")
+    return precision, recall

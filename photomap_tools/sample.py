@@ -13,6 +13,7 @@ import argparse
 import hashlib
 import io
 import os
+import re
 import shutil
 import sys
 
@@ -132,6 +133,23 @@ def make_sample(outdir, seed=0):
         f.write(b"This file is a text note that was saved with a .jpg name.\n")
     written += 1
     return written
+
+
+_SAMPLE_FILE = re.compile(r"IMG_(.+?)(_crop\d|_mirror|_dark|_bright|_lowq|_sideways)?\.jpg$")
+
+
+def source_picture(path):
+    """Which scikit-image picture a file of the sample shows: its every edit, copy and scan give the
+    same name (the scans are of the coffee and the cat). None for a file the sample does not make."""
+    name = os.path.basename(path)
+    m = _SAMPLE_FILE.match(name)
+    if m:
+        return m.group(1) if any(m.group(1) in names for names in THEMES.values()) else None
+    if name.startswith("coffee_"):
+        return "coffee"
+    if name.lower().startswith("cat_"):
+        return "chelsea"
+    return None
 
 
 def photo_sources():

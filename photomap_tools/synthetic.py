@@ -103,3 +103,16 @@ def clustered_vectors(n, dim=512, clusters=None, rank=8, noise=0.05, copies=0.0,
     for r in rows:  # in order, so a copy of a copy is still near its original
         x[r] = x[r - 1] + 0.1 * noise * rng.normal(size=dim).astype(np.float32)
     return x, labels, np.stack([rows, rows - 1], axis=1).astype(np.int64)
+
+def cnn_features(n, dim=512, latent=32, clusters=200, seed=0):
+    """``(n, dim)`` float32 vectors shaped like a CNN's pooled output: ReLU(W z + noise), with z drawn
+    from ``clusters`` Gaussian blobs in ``latent`` dimensions (real features vary along far fewer
+    directions than they have). ``latent=0`` gives plain Gaussian noise instead: no structure at all,
+    the hardest case for approximate neighbour search."""
+    rng = np.random.default_rng(seed)
+    if latent == 0:
+        return rng.normal(size=(n, dim)).astype(np.float32)
+    centres = rng.normal(size=(clusters, latent)).astype(np.float32) * 2
+    z = centres[rng.integers(0, clusters, n)] + rng.normal(size=(n, latent)).astype(np.float32)
+    w = rng.normal(size=(latent, dim)).astype(np.float32) / np.sqrt(latent)
+    return np.maximum(z @ w + 0.3 * rng.normal(size=(n, dim)).astype(np.float32), 0)

@@ -1,6 +1,6 @@
 """The map-quality metrics on data whose answers are known."""
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 from conftest import make_photo
 from photomap_tools import quality
@@ -41,16 +41,41 @@ def test_label_agreement_against_chance():
     assert share < 0.7
 
 
-def test_make_edits_writes_four_distinct_jpegs(tmp_path):
+def test_make_edits_writes_each_edit(tmp_path):
     src = make_photo(tmp_path / "p.jpg", size=(400, 300))
     out = {}
     quality.make_edits(src, lambda e: out.setdefault(e, str(tmp_path / (e + ".jpg"))))
     assert sorted(out) == sorted(quality.EDITS)
     sizes = {e: Image.open(p).size for e, p in out.items()}
     assert sizes["crop90"] == (360, 270) and sizes["downscale50"] == (200, 150)
-    assert sizes["jpeg60"] == sizes["bright115"] == (400, 300)
-    bright = np.asarray(Image.open(out["bright115"]), float).mean()
-    assert bright > np.asarray(Image.open(src), float).mean() * 1.08
+    assert sizes["jpeg60"] == sizes["bright115"] == sizes["dark60"] == sizes["mirror"] == (400, 300)
+    original = np.asarray(Image.open(src), float)
+    assert np.asarray(Image.open(out["bright115"]), float).mean() > original.mean() * 1.08
+    assert np.asarray(Image.open(out["dark60"]), float).mean() < original.mean() * 0.65
+    assert np.abs(np.asarray(Image.open(out["mirror"]), float)[:, ::-1] - original).mean() < 4
+    with Image.open(out["sideways"]) as side:
+        assert side.size == (300, 400) and side.getexif()[0x0112] == 6
+        upright = np.asarray(ImageOps.exif_transpose(side), float)
+    assert np.abs(upright - original).mean() < 4, "a viewer shows the photo upright"
+
+
+def test_group_scores_judge_copies_and_leave_the_folders_own_duplicates_alone():
+    # originals 0, 1, 2; copies 10, 11 of 0 and 12 of 1, 13 of 2
+    pairs = [(10, 0), (11, 0), (12, 1), (13, 2)]
+    perfect = {0: "a", 10: "a", 11: "a", 1: "b", 12: "b"}
+    assert quality.group_scores(perfect, pairs) == (1.0, 0.75)
+    # originals 0 and 1 grouped by the tool (the folder's own duplicates): no error either way
+    merged = {0: "a", 10: "a", 11: "a", 1: "a", 12: "a"}
+    assert quality.group_scores(merged, pairs) == (1.0, 0.75)
+    # copy 13 put with 0's family: its 3 pairs there are wrong, and it misses its own original
+    wrong = {**perfect, 13: "a"}
+    precision, recall = quality.group_scores(wrong, pairs)
+    assert precision == 4 / 7 and recall == 0.75  # right: 3 pairs in a without 13, 1 in b
+    assert np.isnan(quality.group_scores({}, [])[0])
+    # with labels (what each original shows) every grouped pair is judged, originals' own too
+    labels = {0: "cat", 1: "cat", 2: "dog"}
+    assert quality.group_scores(merged, pairs, labels) == (1.0, 0.75)
+    assert quality.group_scores({**merged, 2: "a"}, pairs, labels)[0] == 10 / 15
 
 
 def test_report_flags_weights_that_are_not_the_published_file(random_weights, torch_home):

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from conftest import ROOT, wait_until
-from photomap import colours, features, folders, meta, page, projection
+from photomap import colours, details, features, folders, meta, page, projection
 from photomap.commands import visualize
 from photomap.join import Photos, join, summary
 from photomap_tools import browser
@@ -80,9 +80,10 @@ def test_paths_stay_real_and_are_written_printable(tmp_path, stage3):
     assert stage3(*main_args(meta_path, thumbs, feats, tmp_path / "map.html"))[0] == 0
     rows = read_csv(tmp_path / "map.coords.csv")
     assert rows[2][3] == "/photos/caf\\xe9\\tnew\\nline.jpg"  # one line, every byte visible
-    # The page stores the common folder once and each path below it, both printable.
-    html = (tmp_path / "map.html").read_text(encoding="utf-8")
-    assert "caf\\\\xe9\\\\tnew\\\\nline.jpg" in html
+    # The page's details store the common folder once and each path below it, both printable.
+    (shard,) = details.shards(details.columns(photos, page.photo_root(photos)), page.photo_root(photos))
+    assert shard["root"] == "/photos/"
+    assert shard["columns"]["paths"] == [["a/img_000.jpg"], ["caf\\xe9\\tnew\\nline.jpg"]]
 
 
 def test_vectors_with_nan_or_infinity_are_left_out_and_counted(tmp_path, stage3):
@@ -357,14 +358,16 @@ def test_a_killed_run_leaves_no_temporary_files_only_its_own_are_cleared(tmp_pat
     meta_path, thumbs, feats, _ = write_map_inputs(tmp_path / "in", 3)
     out = tmp_path / "out"
     out.mkdir()
-    left = [".tmp-map.html.k1w2", ".tmp-map.coords.csv.x9", ".tmp-map.coords.key.q"]
+    left = [".tmp-map.html.k1w2", ".tmp-map.coords.csv.x9", ".tmp-map.coords.key.q", ".tmp-map.neighbours.npz.z3"]
     others = [".tmp-notes.txt.a1", ".tmp-map.html"]  # not a temporary name of this page's files
     for name in left + others:
         (out / name).write_text("partial")
     rc, err = stage3(*main_args(meta_path, thumbs, feats, out / "map.html"))
     assert rc == 0
-    assert "removed 3 temporary files left by an interrupted run" in err
-    assert sorted(os.listdir(out)) == sorted(others + ["map.coords.csv", "map.coords.key", "map.html"])
+    assert "removed 4 temporary files left by an interrupted run" in err
+    assert sorted(os.listdir(out)) == sorted(others + ["map.coords.csv", "map.coords.key", "map.html",
+                                                       "map.neighbours.npz", "map.neighbours.csv",
+                                                       "map.duplicates.csv"])
 
 
 # --- the notebook ----------------------------------------------------------------------------------
@@ -431,7 +434,8 @@ def site(tmp_path_factory):
     photos = Photos(md5s=md5s, paths=paths, features=np.zeros((len(md5s), 2), np.float32),
                     thumbs_dir=str(thumbs))
     labels = ["trip"] * len(md5s)
-    view = page.build(photos, points, labels, page.thumb_prefix(root / "map.html", thumbs))
+    # Dots only: these tests count the thumbnails hovering asks for (tests/test_mosaic.py: the pictures).
+    view = page.build(photos, points, labels, page.thumb_prefix(root / "map.html", thumbs), mosaic=0)
     page.write_page(view, root / "map.html")
     with browser.serve(root) as server:
         yield {"server": server, "points": points, "md5s": md5s, "paths": paths}
@@ -622,7 +626,65 @@ def test_notebook_inline_plot_hovers_and_pins_like_the_page(driver, tmp_path, mo
         width, _, src = state[0]["imgs"][0]
         assert width > 0 and src == "thumbs/%s.jpg" % md5
         assert state[0]["lines"][0] == paths[md5][0]
-        assert thumb_requests(server) == ["/thumbs/%s.jpg" % md5]
+        # The same mosaic: all 8 photos are in view, each drawn as its thumbnail, each asked for once.
+        md5s = [r[0] for r in rows]
+        wait_until(lambda: sorted(driver.execute_script(
+            "return arguments[0].filter((i) => i.naturalWidth > 0).map((i) => i.getAttribute('src'))",
+            browser.deep_query(driver, ".photomap-mosaic img"))) == sorted("thumbs/%s.jpg" % m for m in md5s),
+            10, "the mosaic to show all 8 photos")
+        assert sorted(thumb_requests(server)) == sorted("/thumbs/%s.jpg" % m for m in md5s)
         cx, cy = browser.data_to_client(driver, page.PLOT_NAME, x, y)
         browser.mouse_click(driver, cx, cy)
         wait_until(lambda: pinned_paths(driver) == paths[md5], 10, "the pin to show the clicked photo")
+
+
+@pytest.fixture(scope="module")
+def sharded_site(tmp_path_factory):
+    """The same photos as ``site``, with their details in shard files beside the page (three per shard),
+    as a large map keeps them."""
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("sharded")
+    thumbs = root / "torch_thumbs"
+    thumbs.mkdir()
+    points = SINGLES + CLUSTER
+    md5s = [fake_md5(100 + i) for i in range(len(points))]
+    paths = [["/photos/trip/img_%d.jpg" % i, "/photos/copy/img_%d.jpg" % i] for i in range(len(points))]
+    paths[1] = ["/photos/trip/" + XSS_NAME]
+    for i, md5 in enumerate(md5s):
+        Image.new("RGB", (224, 168), (30 * i, 90, 200 - 20 * i)).save(thumbs / (md5 + ".jpg"))
+    photos = Photos(md5s=md5s, paths=paths, features=np.zeros((len(md5s), 2), np.float32),
+                    thumbs_dir=str(thumbs))
+    page.write_map(root / "map.html", photos, points, ["trip"] * len(md5s), inline_max=0, shard_size=3, mosaic=0)
+    with browser.serve(root) as server:
+        yield {"server": server, "points": points, "md5s": md5s, "paths": paths, "root": root}
+
+
+def shard_requests(server):
+    return [p for p, _ in server.requests() if p.endswith(".json")]
+
+
+def test_a_sharded_page_fetches_each_shard_once_when_a_photo_in_it_is_shown(driver, sharded_site):
+    server = sharded_site["server"]
+    open_page(driver, sharded_site)
+    assert shard_requests(server) == []  # nothing fetched before a photo is shown
+    for i in (4, 1, 5, 0):  # shards 1, 0, 1, 0
+        browser.hover_point(driver, page.PLOT_NAME, *sharded_site["points"][i])
+        state = tooltips_shown(driver, src="torch_thumbs/%s.jpg" % sharded_site["md5s"][i])
+        assert state[0]["lines"][:len(sharded_site["paths"][i])] == sharded_site["paths"][i]
+    fetched = shard_requests(server)
+    assert len(fetched) == 2 and sorted(p.rsplit("/", 1)[1] for p in fetched) == ["0.json", "1.json"]
+    assert browser.deep_query(driver, 'img[src="x"]') == [] and driver.execute_script("return window._alerted") is False
+    cx, cy = browser.hover_point(driver, page.PLOT_NAME, *sharded_site["points"][6])
+    browser.mouse_click(driver, cx, cy)
+    wait_until(lambda: pinned_paths(driver) == sharded_site["paths"][6], 10, "the pin to show the clicked photo")
+    assert [p.rsplit("/", 1)[1] for p in shard_requests(server)][2:] == ["2.json"]
+
+
+def test_a_sharded_page_opened_from_disk_shows_the_map_and_says_hover_needs_the_server(driver, sharded_site):
+    driver.get((sharded_site["root"] / "map.html").as_uri())
+    browser.wait_for_plot(driver, page.PLOT_NAME)
+    browser.hover_point(driver, page.PLOT_NAME, *sharded_site["points"][0])
+    lines = wait_until(lambda: [line for tip in driver.execute_script(TOOLTIP_STATE_JS) for line in tip["lines"]],
+                       10, "the tooltip to say why there is no photo")
+    assert lines == ["photo details need the page served: python -m http.server"]

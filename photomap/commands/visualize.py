@@ -32,6 +32,15 @@ def build_parser():
                         "previous map as closely as possible")
     p.add_argument("--colour", "--color", dest="colour", default="auto", choices=colours.MODES,
                    help="colour by top-level folder, by KMeans cluster, or auto (folders if 2..10)")
+    p.add_argument("--dup-threshold", default="auto",
+                   help="cosine similarity at which two photos count as near-duplicates (default auto: "
+                        "derived from each photo's neighbours, for any model)")
+    p.add_argument("--neighbours", "--neighbors", dest="neighbours", default="auto",
+                   choices=("auto", "exact", "approximate"),
+                   help="how the 12 nearest neighbours are found (auto: exact up to 20000 photos)")
+    p.add_argument("--neighbours-csv", "--neighbors-csv", dest="neighbours_csv", default="auto",
+                   choices=("auto", "always", "never"),
+                   help="write <page>.neighbours.csv (auto: up to 100000 photos)")
     p.add_argument("-q", "--quiet", action="store_true", help="only errors on stderr")
     p.add_argument("-v", "--verbose", action="store_true", help="also print timings")
     return p

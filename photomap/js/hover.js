@@ -11,6 +11,7 @@ return map.execute(cb_obj).then(async (photos) => {
   const g = cb_data.geometry
   const tip = document.getElementById(tip_id) ?? make_tooltip(tip_id, tip_class)
   const i = (g.type == "point" && isFinite(g.sx) && isFinite(g.sy)) ? photos.nearest(g.x, g.y) : -1
+  photos.hover(i)
   if (i < 0) {
     tip.style.display = "none"
     tip.dataset.index = -1
@@ -18,9 +19,14 @@ return map.execute(cb_obj).then(async (photos) => {
   }
   if (tip.dataset.index != i) {
     tip.dataset.index = i
-    const photo = await photos.photo(i)
+    const photo = await photos.photo(i).catch((err) => ({failed: err.message}))
     if (tip.dataset.index != i) return  // the pointer moved on while the details came
-    fill(tip, photo)
+    if (photo.failed) {
+      tip.dataset.index = -1  // ask again on the next move (the server may be up by then)
+      say(tip, photo.failed)
+    } else {
+      fill(tip, photo)
+    }
   }
   tip.style.display = "block"
   place(tip, photos.pointer)
@@ -60,6 +66,15 @@ function fill(tip, photo) {
   note.style.color = "#555"
   note.textContent = (photo.paths.length > MAX_PATHS ? "... " : "") + photo.note
   text.appendChild(note)
+}
+
+// A one-line reason instead of a photo (its details could not be had).
+function say(tip, reason) {
+  tip.firstChild.style.visibility = "hidden"
+  tip.firstChild.removeAttribute("src")
+  const line = document.createElement("div")
+  line.textContent = reason
+  tip.lastChild.replaceChildren(line)
 }
 
 // Beside the pointer, on whichever side keeps the tooltip inside the window.

@@ -5,22 +5,30 @@
 //     map.execute(cb_obj).then(async (photos) => { ... photos.nearest(x, y) ... })
 //
 // Like every script here, this file is the body of a function that bokeh calls with the args Python
-// passes (bokeh's from_file convention for .js). Here: `source`, the drawn points (columns x, y) with,
-// per photo, `md5`, `paths` (below `root`, one per line), `copies` and `group`; `plot`; `prefix`, the
-// thumbnails' URL prefix; `root`, the photos' common folder; `radius`, how near the pointer a point
-// must be, in screen pixels. Function bodies rather than ES modules: bokeh compiles those at once,
+// passes (bokeh's from_file convention for .js). Here: `source`, the drawn points (columns x, y and
+// `colour`, an index into `groups`, the colour groups' names); `plot`; `prefix`, the thumbnails' URL
+// prefix; `root`, the photos' common folder; `radius`, how near the pointer a point must be, in screen
+// pixels; the per-photo details (photomap/details.py), `shard_size` photos per shard, either inline as
+// `shards` (their JSON texts) or fetched from `shards_url` + "<k>.json" (relative to the page).
+// Function bodies rather than ES modules: bokeh compiles those at once,
 // while a module is imported asynchronously, once per event until the first import is done, so the
 // first events could be handled out of order and each would get its own copy of this object.
 
 class PhotoMap {
-  constructor({source, plot, prefix, root, radius}) {
+  constructor({source, plot, prefix, root, radius, groups, shards, shards_url, shard_size}) {
     this.source = source
     this.plot = plot
     this.prefix = prefix
     this.root = root
     this.radius = radius
+    this.groups = groups
+    this.shards_url = shards_url
+    this.shard_size = shard_size
+    this.shards = shards.map((text) => Promise.resolve(JSON.parse(text)))  // by number; fetched ones join
     this.pointer = {x: 0, y: 0}  // in window pixels (hover events give canvas pixels)
     this.tickets = {}
+    this.hovered = -1  // the photo whose tooltip shows (hover.js), or -1
+    this.events = new EventTarget()  // "hover": the hovered photo changed (the mosaic raises it)
     const track = (ev) => { this.pointer.x = ev.clientX; this.pointer.y = ev.clientY }
     document.addEventListener("pointermove", track, true)
     document.addEventListener("mousemove", track, true)
@@ -48,6 +56,33 @@ class PhotoMap {
     return best
   }
 
+  // Indices of the photos inside the plot's current view (in data order), or null when more than
+  // `limit` are: one pass over the points that stops as soon as the count passes the limit.
+  in_view(limit) {
+    const {x: xs, y: ys} = this.source.data
+    const {x_range, y_range} = this.plot
+    const [x0, x1] = [Math.min(x_range.start, x_range.end), Math.max(x_range.start, x_range.end)]
+    const [y0, y1] = [Math.min(y_range.start, y_range.end), Math.max(y_range.start, y_range.end)]
+    if (![x0, x1, y0, y1].every(isFinite)) return null
+    const found = []
+    for (let i = 0; i < xs.length; i++) {
+      const x = xs[i]
+      if (x < x0 || x > x1) continue
+      const y = ys[i]
+      if (y < y0 || y > y1) continue
+      if (found.length == limit) return null
+      found.push(i)
+    }
+    return found
+  }
+
+  // Say that photo i (-1: none) is now the hovered one.
+  hover(i) {
+    if (i == this.hovered) return
+    this.hovered = i
+    this.events.dispatchEvent(new CustomEvent("hover", {detail: i}))
+  }
+
   // A ticket for the newest request of one kind ("pin", ...): it says false once a newer one was
   // issued, so a slow answer never overwrites a later one.
   ticket(kind) {
@@ -56,23 +91,41 @@ class PhotoMap {
   }
 
   // What the page says about photo i: {md5, thumb (its URL), paths (every original path), copies,
-  // group, note ("3 copies · trip")}. A Promise, so the details can later come from elsewhere than
-  // the drawn data (fetched when asked for) without changing the scripts that show them.
+  // group (its colour group's name), note ("3 copies · trip")} and every other detail column stage 3
+  // wrote (photomap/details.py). A Promise: the details may have to be fetched first; it fails with a
+  // one-line reason when they cannot be (a page opened from disk cannot fetch).
   async photo(i) {
-    const {md5, paths, copies, group} = this.source.data
-    const n = copies[i]
-    return {
-      md5: md5[i],
-      thumb: this.prefix + md5[i] + ".jpg",
-      paths: paths[i].split("\n").map((p) => this.root + p),
-      copies: n,
-      group: group[i],
-      note: n + (n == 1 ? " copy" : " copies") + " \u00b7 " + group[i],
+    const shard = await this.shard(Math.floor(i / this.shard_size))
+    const j = i - shard.start
+    const photo = {}
+    for (const [name, values] of Object.entries(shard.columns)) photo[name] = values[j]
+    const n = photo.copies
+    photo.thumb = this.prefix + photo.md5 + ".jpg"
+    photo.paths = photo.paths.map((p) => this.root + p)
+    photo.group = this.groups[this.source.data.colour[i]]
+    photo.note = n + (n == 1 ? " copy" : " copies") + " \u00b7 " + photo.group
+    return photo
+  }
+
+  // Shard k of the details, fetched once (a failed fetch is tried again on the next ask).
+  shard(k) {
+    if (this.shards[k] == null) {
+      if (location.protocol == "file:") {
+        return Promise.reject(new Error("photo details need the page served: python -m http.server"))
+      }
+      this.shards[k] = fetch(this.shards_url + k + ".json").then((r) => {
+        if (!r.ok) throw new Error("photo details not found (" + r.status + "): was the page moved?")
+        return r.json()
+      })
+      this.shards[k].catch(() => { this.shards[k] = null })
     }
+    return this.shards[k]
   }
 }
 
 // One per plot, made by whichever script asks first (a notebook may show several plots).
 const maps = globalThis.photomap_maps ??= new WeakMap()
-if (!maps.has(plot)) maps.set(plot, new PhotoMap({source, plot, prefix, root, radius}))
+if (!maps.has(plot)) {
+  maps.set(plot, new PhotoMap({source, plot, prefix, root, radius, groups, shards, shards_url, shard_size}))
+}
 return maps.get(plot)

@@ -14,8 +14,12 @@ return map.execute(cb_obj).then(async (photos) => {
   const i = photos.nearest(g.x, g.y, photos.radius + CLICK_SLACK_PX)
   if (i < 0) return
   const newest = photos.ticket("pin")
-  const photo = await photos.photo(i)
+  const photo = await photos.photo(i).catch((err) => ({failed: err.message}))
   if (!newest()) return
+  if (photo.failed) {
+    panel.text = `<div style="font:13px sans-serif;color:#a00">${esc(photo.failed)}</div>`
+    return
+  }
   panel.text = panel_html(photo, panel_width)
   ring.data = {x: [photos.source.data.x[i]], y: [photos.source.data.y[i]]}
 })
