@@ -44,7 +44,10 @@ p.style.left = arguments[0] + "px";
 p.style.top = arguments[1] + "px";
 """
 
+# Marked as the user's view, as bokeh's zoom tools do: otherwise the next redraw (the page restyles its
+# markers for every new view) puts the automatic ranges back.
 SET_RANGES_JS = browser.PLOT_VIEW_JS + """
+pv.model.x_range.have_updated_interactively = pv.model.y_range.have_updated_interactively = true;
 pv.model.x_range.setv({start: arguments[1], end: arguments[2]});
 pv.model.y_range.setv({start: arguments[3], end: arguments[4]});
 """

@@ -10,8 +10,10 @@ when a photo is hovered, pinned or selected. Each shard is UTF-8 JSON::
     {"format": "photomap-details", "version": 1, "start": 0, "root": "/photos/",
      "columns": {"md5": [...], "paths": [["trip/a.jpg", "old/a.jpg"], ...], "copies": [2, ...], ...}}
 
-``paths`` are printable text (:func:`report.printable`) below ``root``; every other column holds one
-JSON value (or null) per photo. ``<digest>`` names the shards' content: a page only ever points at a
+``paths`` are printable text (:func:`report.printable`) below ``root``; ``meta_paths`` gives a photo's
+paths as its .meta lines write them (:func:`meta.escape_path`, whole) where that text differs from the
+shown one (a backslash, a control character), else null: the page's selection list is written from
+it. Every other column holds one JSON value (or null) per photo. ``<digest>`` names the shards' content: a page only ever points at a
 complete folder of its own, and a rerun on the same inputs writes the same one."""
 import hashlib
 import json
@@ -20,13 +22,14 @@ import shutil
 import tempfile
 
 from .fsutil import TMP_PREFIX
+from .meta import escape_path
 from .report import printable
 
 FORMAT = "photomap-details"
 VERSION = 1
 SHARD_SIZE = 1000  # photos per shard: one hover fetches ~100 kB at most, a million photos make 1,000 files
 INLINE_MAX = 5000  # photos: a map up to this size carries its details inline (~0.5 MB of the page)
-BASE_COLUMNS = ("md5", "paths", "copies")
+BASE_COLUMNS = ("md5", "paths", "copies", "meta_paths")
 
 
 def folder_for(page_path) -> str:
@@ -40,7 +43,8 @@ def columns(photos, root: str, extra=None) -> dict:
     plus ``extra`` ({name: one JSON-able value per photo}; a base column's name is refused)."""
     cols = {"md5": list(photos.md5s),
             "paths": [[printable(p[len(root):]) for p in paths] for paths in photos.paths],
-            "copies": [len(p) for p in photos.paths]}
+            "copies": [len(p) for p in photos.paths],
+            "meta_paths": [meta_paths(paths) for paths in photos.paths]}
     for name, values in (extra or {}).items():
         if name in cols:
             raise ValueError("detail column %r is already one of the base columns" % name)
@@ -49,6 +53,12 @@ def columns(photos, root: str, extra=None) -> dict:
             raise ValueError("detail column %r has %d values for %d photos" % (name, len(values), len(photos)))
         cols[name] = values
     return cols
+
+
+def meta_paths(paths):
+    """``paths`` as the .meta log writes them, or None where each is already its printable text."""
+    listed = [escape_path(p) for p in paths]
+    return None if all(m == printable(p) for m, p in zip(listed, paths)) else listed
 
 
 def shards(cols: dict, root: str, size=SHARD_SIZE) -> list:

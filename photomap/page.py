@@ -2,7 +2,9 @@
 a panel beside the plot, written as one self-contained HTML file (bokeh's JS and ours inline).
 
 The page's own JavaScript lives in ``photomap/js/``: ``map.js`` (one object per plot: the nearest photo
-to a point, a photo's details) and one script per feature (``hover.js``, ``pin.js``). A new feature is
+to a point, a photo's details) and one script per feature (``hover.js``, ``pin.js``; ``panel.js`` shares
+the panel between them; ``density.js`` draws the points in view or a density image, see
+:mod:`photomap.density`; selection, more like this and near-duplicates in :mod:`photomap.actions`). A new feature is
 one more script, attached in :func:`build` to its bokeh event with ``callback("x.js", map=shared, ...)``."""
 import os
 import re
@@ -11,6 +13,7 @@ from urllib.parse import quote
 
 import numpy as np
 
+from . import actions, density
 from . import details as shards_file
 from .folders import common_folder
 from .fsutil import atomic_write
@@ -21,6 +24,7 @@ PANEL_NAME = "photomap-pin"
 TOOLTIP_CLASS = "photomap-tooltip"
 HOVER_RADIUS_PX = 8  # "within a few pixels": the nearest point farther than this shows nothing
 PANEL_WIDTH = 280
+OUTPUT_BACKEND = "canvas"  # bokeh's renderer for the plot (bench/bench_map.py --backend compares)
 PANEL_BELOW_PX = 900  # a window narrower than this has the panel below the map, not beside it
 MOSAIC_BUDGET = 300  # at most this many photos in view are drawn as pictures (bench/bench_map.py --mosaic)
 MOSAIC_PX = (32, 128)  # a picture's longer side: smallest (many in view) and largest (few), screen pixels
@@ -28,7 +32,7 @@ MOSAIC_PX = (32, 128)  # a picture's longer side: smallest (many in view) and la
 NARROW_CSS = """@media (max-width: %dpx) {
   :host { flex-direction: column !important; }
   :host > .bk-Figure { width: 100%% !important; flex: 1 1 auto !important; }
-  :host > .bk-Div { width: auto !important; height: 33vh !important; flex: none !important; }
+  :host > .bk-Div, :host > .bk-Column { width: auto !important; height: 33vh !important; flex: none !important; }
 }"""
 FRAME_PERCENTILES = (1, 99)  # the first view frames these percentiles of the points (plus a margin)
 
@@ -82,7 +86,7 @@ def build(photos, coords, labels, prefix, colour_by="", details=None, shards_url
     :func:`thumb_prefix`). The layout fills the window (``height=None``) or, in a notebook, its width at
     ``height`` pixels; up to ``mosaic`` photos in view are drawn as thumbnails (0: dots only)."""
     from bokeh.models import (BoxZoomTool, ColumnDataSource, Div, HoverTool, LinearColorMapper, PanTool,
-                              ResetTool, SaveTool, TapTool, WheelZoomTool)
+                              ResetTool, SaveTool, WheelZoomTool)
     from bokeh.plotting import figure
 
     n = len(photos)
@@ -93,37 +97,43 @@ def build(photos, coords, labels, prefix, colour_by="", details=None, shards_url
     source = ColumnDataSource(data={
         "x": coords[:, 0].astype(np.float32), "y": coords[:, 1].astype(np.float32),
         "colour": np.fromiter((index[g] for g in labels), dtype=np.uint16, count=n)})
-    plot = figure(title=_title(photos, colour_by if len(factors) > 1 else ""), output_backend="webgl", name=PLOT_NAME, active_scroll="auto", match_aspect=True,
+    plot = figure(title=_title(photos, colour_by if len(factors) > 1 else ""), output_backend=OUTPUT_BACKEND,
+                  name=PLOT_NAME, active_scroll="auto", match_aspect=True,
                   tools=[PanTool(), WheelZoomTool(), BoxZoomTool(), ResetTool(), SaveTool()])
     plot.axis.visible = False
     plot.grid.visible = False
     size = marker_size(n)
     palette = _palette(len(factors))
     mapper = LinearColorMapper(palette=palette, low=-0.5, high=len(palette) - 0.5)  # index k -> palette[k]
-    scatter = plot.scatter("x", "y", source=source, size=size, alpha=0.75, line_width=0,
-                           color={"field": "colour", "transform": mapper},
-                           nonselection_alpha=0.75, selection_alpha=0.75)
-    ring = ColumnDataSource(data={"x": [], "y": []})
+    colour = {"field": "colour", "transform": mapper}
+    scatter = plot.scatter("x", "y", source=density.drawn_source(n, source), size=size, alpha=0.75,
+                           line_width=0, color=colour, nonselection_alpha=0.75, selection_alpha=0.75)
+    ring = ColumnDataSource(data={"x": [], "y": [], "index": []})  # the pinned photo (similar.js follows it)
     plot.scatter("x", "y", source=ring, size=size + 10, fill_alpha=0, line_color="black", line_width=2,
                  level="overlay")  # above the mosaic's pictures (see mosaic.js)
     _frame(plot, coords)
     if len(factors) > 1:
-        plot.add_layout(_legend(scatter, labels, factors), "right")
+        plot.add_layout(_legend(plot, factors, colour), "right")
     panel = Div(text=PANEL_HINT, name=PANEL_NAME,
                 styles={"padding-left": "10px", "user-select": "text", "overflow-y": "auto"})
     inline = [] if shards_url else shard_texts(photos, root, details, shard_size)
     shared = callback("map.js", source=source, plot=plot, prefix=prefix, root=printable(root),
                       radius=HOVER_RADIUS_PX, groups=[str(f) for f in factors], shards=inline,
                       shards_url=shards_url or "", shard_size=shard_size)
+    density.attach(plot, source, scatter, palette, shared)
     hover = HoverTool(tooltips=None, renderers=[scatter],
                       callback=callback("hover.js", map=shared, tip_id="photomap-tooltip-" + plot.id,
                                         tip_class=TOOLTIP_CLASS))
-    tap = TapTool(renderers=[scatter], behavior="inspect",
-                  callback=callback("pin.js", map=shared, panel=panel, ring=ring, panel_width=PANEL_WIDTH))
-    plot.add_tools(hover, tap)
+    sections = actions.sections(panel)
+    pin = callback("pin.js", map=shared, sections=sections, ring=ring, panel_width=PANEL_WIDTH)
+    plot.add_tools(hover)
+    # Every click in the plot, not only one on a drawn point: a large map may be showing its density
+    # image, and the pin finds the nearest photo itself.
+    plot.js_on_event("tap", pin)
+    above = actions.attach(plot, source, scatter, shared, sections, ring, pin, size, details, PANEL_WIDTH)
     if mosaic:
         _mosaic(plot, shared, mosaic)
-    return _layout(plot, panel, height)
+    return _layout(plot, panel, height, above)
 
 
 def frame_box(coords, percentiles=FRAME_PERCENTILES):
@@ -162,21 +172,24 @@ def _mosaic(plot, shared, budget):
         r.js_on_change("end", code)
 
 
-def _layout(plot, panel, height=None):
+def _layout(plot, panel, height=None, above=()):
     """The plot and the pinned panel filling the window (panel beside the plot, or below it in a
-    window narrower than ``PANEL_BELOW_PX``), or, with ``height``, the width of a notebook's cell."""
-    from bokeh.layouts import row
+    window narrower than ``PANEL_BELOW_PX``), or, with ``height``, the width of a notebook's cell;
+    the widgets ``above`` (from :func:`photomap.actions.attach`) sit over the panel."""
+    from bokeh.layouts import column, row
     from bokeh.models import InlineStyleSheet
 
     if height is not None:
         plot.sizing_mode, plot.height = "stretch_width", height
-        panel.width, panel.height = PANEL_WIDTH, height
-        return row(plot, panel, sizing_mode="stretch_width")
+        panel.width, panel.height = PANEL_WIDTH, height - actions.TOGGLE_HEIGHT * len(above)
+        side = column(*above, panel, width=PANEL_WIDTH) if above else panel
+        return row(plot, side, sizing_mode="stretch_width")
     plot.sizing_mode = "stretch_both"
     panel.sizing_mode = "stretch_height"
     panel.width = PANEL_WIDTH
+    side = column(*above, panel, width=PANEL_WIDTH, sizing_mode="stretch_height") if above else panel
     narrow = InlineStyleSheet(css=NARROW_CSS % PANEL_BELOW_PX)
-    return row(plot, panel, sizing_mode="stretch_both", stylesheets=[narrow])
+    return row(plot, side, sizing_mode="stretch_both", stylesheets=[narrow])
 
 
 def photo_root(photos) -> str:
@@ -214,15 +227,16 @@ def _title(photos, colour_by: str) -> str:
         ", coloured by " + colour_by if colour_by else "")
 
 
-def _legend(scatter, labels, factors):
-    """A legend naming each group in ``factors`` order (``legend_field`` would list them in order of
-    first appearance in the data)."""
-    from bokeh.models import Legend, LegendItem
+def _legend(plot, factors, colour):
+    """A legend naming each group in ``factors`` order, drawn from a renderer of its own (one
+    undrawn point per group, in ``colour``): what the map draws changes with the view."""
+    from bokeh.models import ColumnDataSource, Legend, LegendItem
 
-    first = {}
-    for i, label in enumerate(labels):
-        first.setdefault(label, i)
-    return Legend(items=[LegendItem(label=str(f), renderers=[scatter], index=first[f]) for f in factors],
+    k = len(factors)
+    keys = ColumnDataSource(data={"x": np.full(k, np.nan, np.float32), "y": np.full(k, np.nan, np.float32),
+                                  "colour": np.arange(k, dtype=np.uint16)})
+    swatch = plot.scatter("x", "y", source=keys, size=9, alpha=0.75, line_width=0, color=colour)
+    return Legend(items=[LegendItem(label=str(f), renderers=[swatch], index=i) for i, f in enumerate(factors)],
                   label_text_font_size="9pt", spacing=0, padding=4)
 
 

@@ -1,4 +1,5 @@
 """Run bookkeeping shared by the stages: per-item failure lines, counters and the one-line summary."""
+import re
 import sys
 import time
 from collections import Counter
@@ -60,12 +61,18 @@ def short_reason(reason: str) -> str:
     return str(reason).split(":")[0].strip()[:60]
 
 
+_CONTROL = re.compile("[\x00-\x1f\x7f]")
+
+
 def printable(path: str) -> str:
     """``path`` (as from ``os.fsdecode``) as one printable line: undecodable bytes and control
     characters become ``\\xNN`` (tab, newline and carriage return ``\\t``, ``\\n``, ``\\r``);
     everything else, unicode included, is kept."""
-    text = str(path).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-    if not any(c < " " or c == "\x7f" for c in text):
+    text = str(path)
+    if text.isascii() and text.isprintable():  # most paths, at a million photos a page: no copy, no scan
+        return text
+    text = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    if not _CONTROL.search(text):  # unicode but nothing to escape: one regex scan, no loop per character
         return text
     named = {"\t": "\\t", "\n": "\\n", "\r": "\\r"}
     return "".join(named.get(c, "\\x%02x" % ord(c)) if c < " " or c == "\x7f" else c for c in text)

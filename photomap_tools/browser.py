@@ -212,6 +212,27 @@ def mouse_click(driver, cx, cy) -> None:
                                                             "button": "left", "clickCount": 1})
 
 
+def mouse_drag(driver, points, shift=False) -> None:
+    """Press the left button at the first viewport position of ``points``, move through the others and
+    release at the last (with Shift held when ``shift``). One WebDriver actions request, so the moves
+    follow the press at once: bokeh reads a press held still for a while as a press, not a drag."""
+    from selenium.webdriver.common.actions.action_builder import ActionBuilder
+    from selenium.webdriver.common.keys import Keys
+
+    actions = ActionBuilder(driver, duration=20)
+    (x0, y0), *rest = [(int(round(x)), int(round(y))) for x, y in points]
+    if shift:
+        actions.key_action.key_down(Keys.SHIFT)
+    actions.pointer_action.move_to_location(x0, y0)
+    actions.pointer_action.pointer_down()
+    for x, y in rest:
+        actions.pointer_action.move_to_location(x, y)
+    actions.pointer_action.pointer_up()
+    if shift:
+        actions.key_action.key_up(Keys.SHIFT)
+    actions.perform()
+
+
 def hover_point(driver, plot_name, x, y, dx=0.0, dy=0.0):
     """Move the mouse onto data point ``(x, y)`` (plus ``dx, dy`` pixels); return the viewport position."""
     driver.execute_script(SCROLL_INTO_VIEW_JS, plot_name)

@@ -6,7 +6,7 @@ import os
 import numpy as np
 import pytest
 
-from photomap import details, page
+from photomap import details, meta, page
 from photomap.join import Photos
 from photomap_tools.synthetic import fake_md5
 
@@ -100,3 +100,13 @@ def test_a_detail_column_of_the_wrong_length_or_name_is_refused(tmp_path):
         details.columns(photos, "/photos/", {"md5": [1, 2, 3]})
     shard = json.loads(details.shard_text(details.shards(details.columns(photos, "/photos/"), "/photos/")[0]))
     assert shard["version"] == details.VERSION and shard["start"] == 0
+
+
+def test_meta_paths_are_kept_only_where_the_shown_text_differs_from_the_meta_line(tmp_path):
+    photos = photos_at(tmp_path, 3)
+    photos.paths[1] = ["/photos/a\\b.jpg", "/photos/tab\there.jpg"]
+    photos.paths[2] = ["/photos/caf\udce9 \u5199 <img src=x>.jpg"]  # undecodable byte, unicode: the same text
+    cols = details.columns(photos, "/photos/")
+    assert cols["meta_paths"][0] is None and cols["meta_paths"][2] is None
+    assert cols["meta_paths"][1] == ["/photos/a\\\\b.jpg", "/photos/tab\\there.jpg"]
+    assert [meta.unescape_path(p) for p in cols["meta_paths"][1]] == photos.paths[1]

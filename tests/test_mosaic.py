@@ -15,7 +15,9 @@ OUTLIERS = [(60.0, 55.0), (-70.0, 40.0), (65.0, -80.0)]
 RANGES_JS = browser.PLOT_VIEW_JS + """
 return [pv.model.x_range.start, pv.model.x_range.end, pv.model.y_range.start, pv.model.y_range.end];
 """
+# Marked as the user's view, as bokeh's zoom tools do (else the page's next restyle restores the automatic ranges).
 SET_RANGES_JS = browser.PLOT_VIEW_JS + """
+pv.model.x_range.have_updated_interactively = pv.model.y_range.have_updated_interactively = true;
 pv.model.x_range.setv({start: arguments[1], end: arguments[2]});
 pv.model.y_range.setv({start: arguments[3], end: arguments[4]});
 """

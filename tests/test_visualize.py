@@ -392,6 +392,9 @@ def test_notebook_runs_top_to_bottom_on_a_generated_dataset(tmp_path, monkeypatc
     shown = [o for o in outputs if "application/vnd.bokehjs_exec.v0+json" in o.get("data", {})]
     assert len(shown) == 1  # the inline plot
     assert any("computed and saved to" in o.get("text", "") for o in outputs)
+    # The neighbours and the groups as Python objects: photo 0's nearest neighbour, printed first.
+    text = "".join(o.get("text", "") for o in outputs)
+    assert "photo 0: " in text and "nearest neighbours" in text
     # Run again: the coordinates come from the cache.
     nbclient.NotebookClient(nb, timeout=300, kernel_name="python3",
                             resources={"metadata": {"path": ROOT}}).execute()
@@ -636,6 +639,10 @@ def test_notebook_inline_plot_hovers_and_pins_like_the_page(driver, tmp_path, mo
         cx, cy = browser.data_to_client(driver, page.PLOT_NAME, x, y)
         browser.mouse_click(driver, cx, cy)
         wait_until(lambda: pinned_paths(driver) == paths[md5], 10, "the pin to show the clicked photo")
+        # More like this, as on the page: the other 7 photos, most similar first.
+        strip = wait_until(lambda: browser.deep_query(driver, ".photomap-neighbours .photomap-tile"), 10,
+                           "the neighbour strip")
+        assert sorted(t.get_attribute("data-md5") for t in strip) == sorted(r[0] for r in rows[1:])
 
 
 @pytest.fixture(scope="module")
