@@ -1,6 +1,7 @@
-"""Stage 3's 2-D layout: UMAP of the feature vectors (PCA or fixed places for tiny sets), kept beside the
-page as ``<page stem>.coords.csv``: the map the next run grows (:mod:`photomap.stable`). The CSV is
-written and read only here, and read back whatever wrote it."""
+"""Stage 3's 2-D layout: UMAP of the feature vectors (PCA or fixed places for tiny sets, a lean path for
+large ones: :mod:`photomap.largemap`), kept beside the page as ``<page stem>.coords.csv``: the map the
+next run grows (:mod:`photomap.stable`). The CSV is written and read only here, and read back whatever
+wrote it."""
 import csv
 import hashlib
 import io
@@ -14,6 +15,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from . import largemap
 from .features import os_reason
 from .fsutil import atomic_write
 from .report import printable
@@ -25,26 +27,34 @@ _DELIMITERS = (",", ";", "\t")
 _LARGEST = 1e100  # beyond this a coordinate is an editing slip, and its square would overflow
 
 
-def project(features: np.ndarray, n_neighbors=15, min_dist=0.1, metric="cosine", seed=None, say=None):
+def project(features: np.ndarray, n_neighbors=15, min_dist=0.1, metric="cosine", seed=None, say=None,
+            large_values=None):
     """2-D coordinates (``(n, 2)`` float64) of the rows of ``features``.
 
     UMAP when there are more points than ``n_neighbors``; 1 point -> (0, 0); 2 points -> a line;
-    otherwise PCA (of the L2-normalised rows for the cosine metric). A fallback is named in one
-    line given to ``say`` (e.g. ``print``; None: silent). umap-learn's ``ValueError`` for a metric
-    it does not know, or cannot use on these vectors, is passed on."""
-    say = say or (lambda line: None)
+    otherwise PCA (of the L2-normalised rows for the cosine metric). A large map (more than
+    ``large_values`` vector values, default :data:`largemap.LARGE_VALUES`) takes UMAP's lean path,
+    :func:`largemap.project_large`, which says each step (and shows a bar of its epochs) on stderr.
+    A fallback or a step is named in one line given to ``say`` (e.g. ``print``; None: silent).
+    umap-learn's ``ValueError`` for a metric it does not know, or cannot use on these vectors, is
+    passed on."""
+    tell = say or (lambda line: None)
     n = features.shape[0]
     if n == 0:
         return np.zeros((0, 2))
     if n == 1:
-        say("1 photo: placed at (0, 0) (UMAP needs more points)")
+        tell("1 photo: placed at (0, 0) (UMAP needs more points)")
         return np.zeros((1, 2))
     if n == 2:
-        say("2 photos: placed on a line (UMAP needs more points)")
+        tell("2 photos: placed on a line (UMAP needs more points)")
         return np.array([[-1.0, 0.0], [1.0, 0.0]])
     if n <= n_neighbors:
-        say("only %d photos, UMAP needs more than n_neighbors=%d: laid out with PCA instead" % (n, n_neighbors))
+        tell("only %d photos, UMAP needs more than n_neighbors=%d: laid out with PCA instead" % (n, n_neighbors))
         return _pca_2d(unit_rows(features) if metric == "cosine" else np.asarray(features, dtype=np.float64))
+    layout = largemap.plan(n, features.shape[1], metric,
+                           largemap.LARGE_VALUES if large_values is None else large_values)
+    if layout:
+        return largemap.project_large(features, layout, n_neighbors, min_dist, metric, seed, say)
     import umap  # heavy (numba): imported only when a map is actually computed
 
     reducer = umap.UMAP(n_components=2, n_neighbors=n_neighbors, min_dist=min_dist, metric=metric,

@@ -75,6 +75,35 @@ def _jpeg(colour, size):
     return buf.getvalue()
 
 
+def clustered_vectors(n, dim=512, clusters=None, rank=8, noise=0.05, copies=0.0, seed=0):
+    """``(x, labels, pairs)``: ``n`` float32 feature-like vectors in ``clusters`` groups (default ~sqrt(n)/4,
+    at least 2), generated block by block so nothing but ``x`` is ever ``n × dim``.
+
+    Each group is a centre (unit normal per dimension, clipped at 0 like a ReLU output), spread along
+    its own ``rank`` random directions (the few ways one kind of photo varies), plus ``noise`` times
+    normal noise in every dimension. A share ``copies`` of the rows are near-duplicates of the row
+    before them (an edited copy: the same vector plus a tenth of the noise); ``pairs`` lists them as
+    ``(copy, original)`` rows of an int64 array. ``labels`` (int32) are the groups."""
+    rng = np.random.default_rng(seed)
+    k = clusters or max(2, int(np.sqrt(n) / 4))
+    centres = np.maximum(rng.normal(size=(k, dim)), 0).astype(np.float32)
+    bases = (rng.normal(size=(k, rank, dim)) / np.sqrt(dim) * 2.0).astype(np.float32)
+    labels = rng.integers(0, k, size=n).astype(np.int32)
+    is_copy = rng.random(n) < copies
+    is_copy[0] = False
+    labels[is_copy] = labels[np.flatnonzero(is_copy) - 1]
+    x = np.empty((n, dim), dtype=np.float32)
+    for start in range(0, n, 8192):
+        part = slice(start, min(n, start + 8192))
+        lab = labels[part]
+        coef = rng.normal(size=(len(lab), rank)).astype(np.float32)
+        x[part] = centres[lab] + np.einsum("nr,nrd->nd", coef, bases[lab]) \
+            + noise * rng.normal(size=(len(lab), dim)).astype(np.float32)
+    rows = np.flatnonzero(is_copy)
+    for r in rows:  # in order, so a copy of a copy is still near its original
+        x[r] = x[r - 1] + 0.1 * noise * rng.normal(size=dim).astype(np.float32)
+    return x, labels, np.stack([rows, rows - 1], axis=1).astype(np.int64)
+
 def cnn_features(n, dim=512, latent=32, clusters=200, seed=0):
     """``(n, dim)`` float32 vectors shaped like a CNN's pooled output: ReLU(W z + noise), with z drawn
     from ``clusters`` Gaussian blobs in ``latent`` dimensions (real features vary along far fewer
