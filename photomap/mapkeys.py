@@ -76,7 +76,7 @@ def add_labels(plot, islands, visible=True):
     labelset = LabelSet(x="x", y="y", text="text", source=shown, text_font_size="12px", text_font_style="bold",
                         text_align="center", text_baseline="middle", text_color="#222",
                         background_fill_color="white", background_fill_alpha=0.7, name=LABELS_NAME,
-                        visible=visible)
+                        visible=visible, level="overlay")  # above the mosaic's pictures (see mosaic.js)
     plot.add_layout(labelset)
     place = callback("labels.js", plot=plot, every=every, shown=shown, font=LABEL_FONT)
     for rng in (plot.x_range, plot.y_range):
