@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from functools import partial
 
 from . import exif, fsutil, image, infolog, meta
+from .crawl import crawl, dir_key, normalize_extensions
 from .report import SetupError, printable
 from .runner import Run, cores
 
@@ -21,83 +22,6 @@ JPEG_QUALITY = 90
 # Worker outcomes: a new thumbnail was written, one with this md5 was already in place,
 # the input is bad (recorded as a "# error" line), or the thumbnail could not be written (fatal).
 NEW, EXISTS, FAILED, OUTPUT_ERROR = "new", "exists", "failed", "output error"
-
-
-def normalize_extensions(values) -> frozenset:
-    """``["JPG", ".png", "tif,tiff"]`` -> ``{"jpg", "png", "tif", "tiff"}`` (lowercase, no dots)."""
-    exts = set()
-    for value in values:
-        for part in str(value).split(","):
-            part = part.strip().lower().lstrip(".")
-            if part:
-                exts.add(part)
-    return frozenset(exts)
-
-
-def _dir_key(st):
-    return (st.st_dev, st.st_ino)
-
-
-def crawl(root, extensions, exclude=(), on_error=None):
-    """Yield the photo paths under ``root`` in a deterministic (sorted, depth-first) order.
-
-    ``extensions`` is a set of lowercase suffixes without the dot, matched case-insensitively.
-    Hidden files and folders (name starting with ".") are skipped, and so is any folder whose
-    ``(st_dev, st_ino)`` is in ``exclude`` (the output folder). Symlinked folders are followed,
-    but each real folder is entered once, so a symlink loop ends. ``on_error(path, reason)`` is
-    called for a folder that cannot be listed.
-    """
-    exclude = set(exclude)
-    visited = set()
-    root = os.fspath(root)
-    try:
-        key = _dir_key(os.stat(root))
-    except OSError as exc:
-        if on_error:
-            on_error(root, "cannot list folder: %s" % (exc.strerror or exc))
-        return
-    if key in exclude:
-        return
-    visited.add(key)
-    stack = [root]
-    while stack:
-        folder = stack.pop()
-        try:
-            with os.scandir(folder) as it:
-                entries = sorted(it, key=lambda e: e.name)
-        except OSError as exc:
-            if on_error:
-                on_error(folder, "cannot list folder: %s" % (exc.strerror or exc))
-            continue
-        subdirs = []
-        for entry in entries:
-            name = entry.name
-            if name.startswith("."):
-                continue
-            try:
-                is_dir = entry.is_dir()  # follows symlinks; False for a dangling or self-loop link
-            except OSError:
-                continue
-            if is_dir:
-                try:
-                    key = _dir_key(entry.stat())
-                except OSError:
-                    continue
-                if key in visited or key in exclude:
-                    continue
-                visited.add(key)
-                subdirs.append(entry.path)
-                continue
-            dot = name.rfind(".")
-            if dot <= 0 or name[dot + 1:].lower() not in extensions:
-                continue
-            try:
-                if entry.is_file():
-                    yield entry.path
-            except OSError:
-                continue
-        # Depth-first in sorted order: push the subfolders reversed so the first one pops first.
-        stack.extend(reversed(subdirs))
 
 
 # ---------------------------------------------------------------- the per-photo work
@@ -361,7 +285,7 @@ def plan(r, root, out_dir, extensions, log, retry_errors) -> list:
     if not retry_errors:
         listed.update(log.errors)
     todo = []
-    for path in crawl(root, extensions, exclude={_dir_key(os.stat(out_dir))}, on_error=r.fail):
+    for path in crawl(root, extensions, exclude={dir_key(os.stat(out_dir))}, on_error=r.fail):
         if path in listed:
             r.tally.add("already listed")
         else:

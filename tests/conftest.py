@@ -150,3 +150,20 @@ def torch_home(random_weights, tmp_path, monkeypatch):
     os.symlink(random_weights, ckpt / RESNET18_CHECKPOINT)
     monkeypatch.setenv("TORCH_HOME", str(home))
     return home
+
+
+@pytest.fixture(scope="module")
+def driver(request):
+    """A headless chromium (``photomap_tools.browser.chrome``) shared by one test module, its window
+    ``WINDOW = (width, height)`` where the module sets one; the module's tests are skipped, saying
+    why, where there is no real browser."""
+    from photomap_tools import browser
+
+    reason = browser.skip_reason()
+    if reason:
+        pytest.skip("no real browser: " + reason)
+    try:
+        with browser.chrome(*getattr(request.module, "WINDOW", ())) as d:
+            yield d
+    except browser.BrowserUnavailable as exc:
+        pytest.skip("no real browser: %s" % exc)

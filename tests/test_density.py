@@ -25,18 +25,6 @@ def coords():
 
 
 @pytest.fixture(scope="module")
-def driver():
-    reason = browser.skip_reason()
-    if reason:
-        pytest.skip("no real browser: " + reason)
-    try:
-        with browser.chrome() as d:
-            yield d
-    except browser.BrowserUnavailable as exc:
-        pytest.skip("no real browser: %s" % exc)
-
-
-@pytest.fixture(scope="module")
 def big(tmp_path_factory):
     """A map of 30,001 photos (over the point budget), its details in shards, served; thumbnails for
     the lone photo and the sparse field (the ones hovered)."""

@@ -43,16 +43,7 @@ def test_the_first_view_leaves_out_outliers_and_a_map_without_them_is_framed_who
     assert page.frame_box([(1.0, 2.0)]) == (1.0, 1.0, 2.0, 2.0)
 
 
-@pytest.fixture(scope="module")
-def driver():
-    reason = browser.skip_reason()
-    if reason:
-        pytest.skip("no real browser: " + reason)
-    try:
-        with browser.chrome(1400, 900) as d:
-            yield d
-    except browser.BrowserUnavailable as exc:
-        pytest.skip("no real browser: %s" % exc)
+WINDOW = (1400, 900)  # the browser's window (the driver fixture, conftest.py)
 
 
 @pytest.fixture(scope="module")

@@ -21,18 +21,6 @@ BOX = (-1.0, -1.0, 1.0, 1.0)
 
 
 @pytest.fixture(scope="module")
-def driver():
-    reason = browser.skip_reason()
-    if reason:
-        pytest.skip("no real browser: " + reason)
-    try:
-        with browser.chrome() as d:
-            yield d
-    except browser.BrowserUnavailable as exc:
-        pytest.skip("no real browser: %s" % exc)
-
-
-@pytest.fixture(scope="module")
 def site(tmp_path_factory):
     """A page of N photos through stage 3's own parts (neighbours, near-duplicate groups, originals'
     status from real files), its details in shards of SHARD photos, being served."""

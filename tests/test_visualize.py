@@ -413,18 +413,6 @@ SINGLES = [(-3.0, -3.0), (3.0, -3.0), (-3.0, 3.0), (0.0, 0.0)]
 
 
 @pytest.fixture(scope="module")
-def driver():
-    reason = browser.skip_reason()
-    if reason:
-        pytest.skip("no real browser: " + reason)
-    try:
-        with browser.chrome() as d:
-            yield d
-    except browser.BrowserUnavailable as exc:
-        pytest.skip("no real browser: %s" % exc)
-
-
-@pytest.fixture(scope="module")
 def site(tmp_path_factory):
     """A page (built through the library, at chosen coordinates) and its thumbnails, being served."""
     from PIL import Image
