@@ -88,7 +88,7 @@ def test_hub_cache_vectors_size_dtype_identity_and_differences(tmp_path, torch_h
     status, err = stage2("-o", out, *CPU, *photos, twin)
     assert status == 0, err
     expected = {"bf16": r"bf16 \(oneDNN layout; auto: this CPU has native bf16\)",
-                "int8": r"int8 \(x86 engine, min cosine 0\.99\d\d to fp32 on 4 images; auto: no "
+                "int8": r"int8 \((onednn|x86|fbgemm) engine, min cosine 0\.99\d\d to fp32 on 4 images; auto: no "
                         r"native bf16 on this CPU\)",
                 "fp32": r"fp32 \(auto: no native bf16 on this CPU; .*\)"}[auto_precision()]
     assert re.fullmatch(r"embeddings: device cpu \(%d threads\), precision %s" % (
@@ -643,6 +643,36 @@ def test_int8_model_that_fx_cannot_trace_falls_back_to_fp32(tmp_path):
     assert outcome.model is None and outcome.fallback
     assert outcome.why.startswith("this model cannot be quantized by torch.fx (TraceError: ")
     assert not (tmp_path / quantize.PARAMS).exists(), "nothing to reuse: the next run tries again"
+
+
+@needs_int8
+def test_int8_folder_keeps_the_engine_it_was_calibrated_for(tmp_path, monkeypatch):
+    import torch
+    import torchvision
+
+    from photomap.network import fold_batchnorm
+
+    engines = [e for e in quantize.ENGINES if e in torch.backends.quantized.supported_engines]
+    if len(engines) < 2:
+        pytest.skip("this torch has one int8 engine only: %s" % engines)
+    torch.manual_seed(0)
+    model = torchvision.models.resnet18(num_classes=8).eval()
+    model, _ = fold_batchnorm(model)
+    x = torch.rand(6, 3, 64, 64) * 4 - 2
+    identity = {"model": "resnet18"}
+    # A folder calibrated when the engine of choice was the second one (an older photomap: "x86").
+    monkeypatch.setattr(quantize, "ENGINES", tuple(engines[1:]))
+    old = quantize.build(model, x[:1], str(tmp_path), identity, lambda: [x])
+    assert old.model is not None and int8_params(tmp_path)["engine"] == engines[1]
+    monkeypatch.undo()
+    assert quantize.engine() == engines[0]
+    again = quantize.build(model, x[:1], str(tmp_path), identity, lambda: pytest.fail("calibrated again"))
+    assert again.params["engine"] == engines[1] and again.why.endswith("(stored)")
+    with torch.inference_mode():
+        assert torch.equal(again.model(x), old.model(x)), "the stored engine computes the same vectors"
+    (tmp_path / "new").mkdir()
+    new = quantize.build(model, x[:1], str(tmp_path / "new"), identity, lambda: [x])
+    assert new.params["engine"] == engines[0], "a new folder takes the first engine"
 
 
 def test_int8_params_first_writer_wins_so_every_worker_uses_one_calibration(tmp_path):

@@ -76,8 +76,9 @@ class PhotoMap {
   }
 
   // The photos bucketed in a square grid of about 4 photos a cell over their bounding box, made at the
-  // first ask (one pass and a counting sort): {side, start, order, col(x), row(y)}, where the photos
-  // of cell r * side + c are order[start[cell]] ... order[start[cell + 1] - 1].
+  // first ask (density.js asks once the first view is drawn; one pass and a counting sort):
+  // {side, start, order, col(x), row(y)}, where the photos of cell r * side + c are
+  // order[start[cell]] ... order[start[cell + 1] - 1].
   grid() {
     const {x: xs, y: ys} = this.source.data
     if (this._grid != null && this._grid.xs === xs && this._grid.ys === ys) return this._grid
