@@ -35,7 +35,7 @@ gifs: demo
 
 quality: $(VENV)/.installed
 	$(PY) -m photomap_tools.sample $(OUT)/sample_photos
-	$(PY) bench/quality.py $(OUT)/sample_photos -m $(MODEL) $(if $(WEIGHTS),--weights $(WEIGHTS))
+	$(PY) bench/quality.py $(OUT)/sample_photos -m $(MODEL) $(if $(WEIGHTS),--weights $(WEIGHTS)) $(if $(PRECISION),--precision $(PRECISION))
 
 clean:
 	rm -rf $(OUT)

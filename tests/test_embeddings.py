@@ -675,6 +675,51 @@ def test_int8_folder_keeps_the_engine_it_was_calibrated_for(tmp_path, monkeypatc
     assert new.params["engine"] == engines[0], "a new folder takes the first engine"
 
 
+@needs_int8
+def test_int8_final_pooling_runs_on_dequantized_values_and_old_files_keep_int8_pooling(tmp_path):
+    import torch
+
+    class Net(torch.nn.Module):  # a pooling inside (feeds a conv) and a final one (feeds the output)
+        def __init__(self):
+            super().__init__()
+            self.conv1 = torch.nn.Conv2d(3, 16, 3, padding=1)
+            self.inner = torch.nn.AvgPool2d(2)
+            self.conv2 = torch.nn.Conv2d(16, 32, 3, padding=1)
+            self.pool = torch.nn.AdaptiveAvgPool2d(1)
+            self.head = torch.nn.Identity()
+
+        def forward(self, x):
+            x = torch.relu(self.conv2(self.inner(torch.relu(self.conv1(x)))))
+            return self.head(torch.flatten(self.pool(x), 1))
+
+    torch.manual_seed(0)
+    model = Net().eval()
+    x = torch.rand(40, 3, 16, 16) * 4 - 2
+    identity = {"model": "net"}
+    outcome = quantize.build(model, x[:1], str(tmp_path), identity, lambda: [x[:32]])
+    assert outcome.model is not None and int8_params(tmp_path)["float_pool"] is True
+    fed = {n.target: n.args[0] for n in outcome.model.graph.nodes if n.op == "call_module"}
+    assert fed["pool"].op == "call_method" and fed["pool"].target == "dequantize", "pooled in float"
+    assert fed["conv2"].target == "inner" and fed["inner"].target != "dequantize", \
+        "the inner pooling feeds an int8 layer: it stays int8"
+    with torch.inference_mode():
+        want, got = model(x), outcome.model(x)
+        pooled_int8 = quantize._convert(quantize._prepare(model, x[:1], int8_params(tmp_path)["engine"]),
+                                        int8_params(tmp_path)["activations"], float_pool=False)(x)
+    assert got.dtype == torch.float32 and got.shape == want.shape
+    # Pooled in int8 the means keep the activation's scale: a few values per dimension; in float, many.
+    assert len(torch.unique(got[:, 0])) > 2 * len(torch.unique(pooled_int8[:, 0]))
+    assert quantize.min_cosine(got, want) > 0.99
+
+    # A folder calibrated before float pooling existed (no "float_pool" in its int8.json) keeps
+    # computing its vectors as it did, byte for byte.
+    old = {k: v for k, v in int8_params(tmp_path).items() if k != "float_pool"}
+    (tmp_path / quantize.PARAMS).write_text(json.dumps(old))
+    again = quantize.build(model, x[:1], str(tmp_path), identity, lambda: pytest.fail("calibrated again"))
+    with torch.inference_mode():
+        assert torch.equal(again.model(x), pooled_int8)
+
+
 def test_int8_params_first_writer_wins_so_every_worker_uses_one_calibration(tmp_path):
     path = tmp_path / "x.json"
     assert fsutil.write_once(path, b"first") is True
