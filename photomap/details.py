@@ -57,6 +57,8 @@ def columns(photos, root: str, extra=None) -> dict:
 
 def meta_paths(paths):
     """``paths`` as the .meta log writes them, or None where each is already its printable text."""
+    if all(p.isascii() and p.isprintable() and "\\" not in p for p in paths):  # the usual case, quickly
+        return None
     listed = [escape_path(p) for p in paths]
     return None if all(m == printable(p) for m, p in zip(listed, paths)) else listed
 

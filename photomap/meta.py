@@ -25,8 +25,13 @@ _UNESCAPE_RE = re.compile(r"\\(x[0-9a-fA-F]{2}|.)", re.S)
 CUT_MARKER = "\t\t# cut short by an interrupted run\n"
 
 
+_NEEDS_ESCAPE = re.compile("[\\\\\t\n\r\udc80-\udcff]")
+
+
 def escape_path(path: str) -> str:
     """Return ``path`` (as from ``os.fsdecode``) as one line-safe string; see the module docstring."""
+    if not _NEEDS_ESCAPE.search(path):  # nearly every path: returned as is, without a loop per character
+        return path
     out = []
     for ch in path:
         if ch in _ESCAPES:
