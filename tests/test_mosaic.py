@@ -82,7 +82,14 @@ def thumbs_asked(server, since=0):
 
 
 def pictures(driver):
-    return driver.execute_script(PICTURES_JS, browser.deep_query(driver, ".photomap-mosaic img"))
+    from selenium.common.exceptions import StaleElementReferenceException
+
+    for _ in range(50):
+        try:
+            return driver.execute_script(PICTURES_JS, browser.deep_query(driver, ".photomap-mosaic img"))
+        except StaleElementReferenceException:  # a picture went between the query and the read: ask again
+            continue
+    raise AssertionError("the mosaic's pictures kept changing under 50 reads in a row")
 
 
 def in_view(points, ranges):
