@@ -210,7 +210,7 @@ class Network:
 
     def describe(self, why="") -> str:
         """How the network runs, for the log: ``bf16 (oneDNN layout)``, ``fp16 autocast``,
-        ``int8 (x86 engine, min cosine ...)``, ``fp32``; ``why`` is added in the brackets."""
+        ``int8 (onednn engine, min cosine ...)``, ``fp32``; ``why`` is added in the brackets."""
         text, details = self.precision, []
         if self.onednn is not None:
             details.append("oneDNN layout")
