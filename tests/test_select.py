@@ -209,8 +209,23 @@ def inside_polygon(p, polygon):
 def pin(driver, site, i):
     cx, cy = browser.hover_point(driver, page.PLOT_NAME, *site["coords"][i])
     browser.mouse_click(driver, cx, cy)
-    wait_until(lambda: [p.text for p in browser.deep_query(driver, ".photomap-path")] == [
-        meta.escape_path(p).replace("\\\\", "\\") for p in site["paths"][i]], 10, "photo %d pinned" % i)
+    want = [meta.escape_path(p).replace("\\\\", "\\") for p in site["paths"][i]]
+    seen = []
+
+    def pinned():
+        from selenium.common.exceptions import StaleElementReferenceException
+
+        try:
+            seen[:] = [p.text for p in browser.deep_query(driver, ".photomap-path")]
+        except StaleElementReferenceException:  # the panel was redrawn while read: read it again
+            return False
+        return seen == want
+
+    try:
+        wait_until(pinned, 10, "photo %d pinned" % i)
+    except pytest.fail.Exception:  # say what the panel showed instead, and where the click went
+        pytest.fail("photo %d not pinned after 10 s: the panel lists %r, not %r (clicked at %.0f, %.0f)" % (
+            i, seen, want, cx, cy), pytrace=False)
 
 
 def tiles(driver, css_class):
