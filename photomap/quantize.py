@@ -3,7 +3,8 @@ folder on the user's own images, checked against fp32, and its parameters kept i
 
 Which quantization path, and why (tried on a 2-core AVX2 EPYC with torch 2.14.1, resnet18):
 
-* **torch.ao's FX graph mode** (``prepare_fx`` / ``convert_fx``, taken here) runs eager with torch's own int8 kernels (fbgemm / oneDNN): no compiler and no export,
+* **torch.ao's FX graph mode** (``prepare_fx`` / ``convert_fx``, taken here) runs eager with
+  torch's own int8 kernels (fbgemm / oneDNN): no compiler and no export,
   about a second or two of graph work per start, a forward pass about twice as fast as fp32, and
   vectors at cosine >= 0.998 to fp32 on photo-like thumbnails. Its API is the same in every torch
   this project supports (>= 2.2); it warns that it is deprecated ("will be removed in 2.10"), yet
@@ -24,7 +25,8 @@ reproducible: the folder's model identity, the engine, the per-tensor scale and 
 activation observer, the number of calibration images and the minimum cosine to fp32 measured on
 them, which each run judges against the bar, and ``float_pool`` (whether the final pooling runs on
 dequantized values: true for every calibration since it was added; a file without it is rebuilt as it
-was calibrated, pooling in int8, so that its folder's vectors stay the same). Weights are quantized per channel from the weights themselves, so they need no record.
+was calibrated, pooling in int8, so that its folder's vectors stay the same). Weights are quantized
+per channel from the weights themselves, so they need no record.
 A resumed run, a run adding photos and every worker of a cluster build the same network from it:
 int8 arithmetic accumulates in integers, so each vector is the same, byte for byte, whatever batch
 it is computed in.
@@ -80,7 +82,8 @@ def unavailable():
 
 
 def engine():
-    """The quantized engine a new calibration uses here (the first of :data:`ENGINES` this torch has), or None."""
+    """The quantized engine a new calibration uses here (the first of :data:`ENGINES` this torch
+    has), or None."""
     import torch
 
     supported = torch.backends.quantized.supported_engines
