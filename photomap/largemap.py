@@ -40,9 +40,11 @@ class Plan(NamedTuple):
     large_values: int
 
 
-def plan(n, dim, metric, large_values=LARGE_VALUES) -> Optional[Plan]:
+def plan(n, dim, metric, large_values=None) -> Optional[Plan]:
     """The :class:`Plan` for laying out ``n`` vectors of ``dim`` values with ``metric``, or None when
-    the map is small (``n × dim`` at most ``large_values``): then umap-learn runs as it always has."""
+    the map is small (``n × dim`` at most ``large_values``, None: :data:`LARGE_VALUES`): then umap-learn
+    runs as it always has."""
+    large_values = LARGE_VALUES if large_values is None else large_values
     if n * dim <= large_values:
         return None
     dims = PCA_DIMS if metric in REDUCIBLE and dim > PCA_DIMS else None

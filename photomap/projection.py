@@ -51,8 +51,7 @@ def project(features: np.ndarray, n_neighbors=15, min_dist=0.1, metric="cosine",
     if n <= n_neighbors:
         tell("only %d photos, UMAP needs more than n_neighbors=%d: laid out with PCA instead" % (n, n_neighbors))
         return _pca_2d(unit_rows(features) if metric == "cosine" else np.asarray(features, dtype=np.float64))
-    layout = largemap.plan(n, features.shape[1], metric,
-                           largemap.LARGE_VALUES if large_values is None else large_values)
+    layout = largemap.plan(n, features.shape[1], metric, large_values)
     if layout:
         return largemap.project_large(features, layout, n_neighbors, min_dist, metric, seed, say)
     import umap  # heavy (numba): imported only when a map is actually computed

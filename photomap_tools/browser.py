@@ -182,6 +182,13 @@ def deep_query(driver, selector):
     return driver.execute_script(DEEP_QUERY_JS, selector)
 
 
+def deep_read(driver, selector, read):
+    """``read`` (a JavaScript expression of ``el``) for each element matching ``selector`` (shadow DOM
+    too), found and read in one script: an element the page replaces meanwhile can never be stale."""
+    return driver.execute_script(DEEP_QUERY_JS.replace("return out;", "return out.map(new Function('el', "
+                                                       "'return (' + arguments[1] + ')'));"), selector, read)
+
+
 def wait_for_plot(driver, plot_name, timeout=60.0) -> float:
     """Wait until the named bokeh plot has rendered; return the seconds waited."""
     t0 = time.monotonic()

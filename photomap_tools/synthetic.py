@@ -104,6 +104,7 @@ def clustered_vectors(n, dim=512, clusters=None, rank=8, noise=0.05, copies=0.0,
         x[r] = x[r - 1] + 0.1 * noise * rng.normal(size=dim).astype(np.float32)
     return x, labels, np.stack([rows, rows - 1], axis=1).astype(np.int64)
 
+
 def cnn_features(n, dim=512, latent=32, clusters=200, seed=0):
     """``(n, dim)`` float32 vectors shaped like a CNN's pooled output: ReLU(W z + noise), with z drawn
     from ``clusters`` Gaussian blobs in ``latent`` dimensions (real features vary along far fewer

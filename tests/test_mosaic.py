@@ -26,10 +26,8 @@ const r = pv.canvas_view.el.getBoundingClientRect(), f = pv.frame.bbox;
 return [r.left + f.left, r.top + f.top, f.width, f.height];
 """
 # The mosaic's pictures: [photo index, src, naturalWidth, z-index, left, top] of each one on the map.
-PICTURES_JS = """
-return arguments[0].map((img) => [Number(img.dataset.index), img.getAttribute('src'), img.naturalWidth,
-  img.style.zIndex, img.getBoundingClientRect().left, img.getBoundingClientRect().top]);
-"""
+PICTURES_JS = """[Number(el.dataset.index), el.getAttribute('src'), el.naturalWidth, el.style.zIndex,
+  el.getBoundingClientRect().left, el.getBoundingClientRect().top]"""
 
 
 def test_the_first_view_leaves_out_outliers_and_a_map_without_them_is_framed_whole():
@@ -82,14 +80,7 @@ def thumbs_asked(server, since=0):
 
 
 def pictures(driver):
-    from selenium.common.exceptions import StaleElementReferenceException
-
-    for _ in range(50):
-        try:
-            return driver.execute_script(PICTURES_JS, browser.deep_query(driver, ".photomap-mosaic img"))
-        except StaleElementReferenceException:  # a picture went between the query and the read: ask again
-            continue
-    raise AssertionError("the mosaic's pictures kept changing under 50 reads in a row")
+    return browser.deep_read(driver, ".photomap-mosaic img", PICTURES_JS)
 
 
 def in_view(points, ranges):

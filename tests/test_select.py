@@ -213,12 +213,7 @@ def pin(driver, site, i):
     seen = []
 
     def pinned():
-        from selenium.common.exceptions import StaleElementReferenceException
-
-        try:
-            seen[:] = [p.text for p in browser.deep_query(driver, ".photomap-path")]
-        except StaleElementReferenceException:  # the panel was redrawn while read: read it again
-            return False
+        seen[:] = browser.deep_read(driver, ".photomap-path", "el.innerText")
         return seen == want
 
     try:
